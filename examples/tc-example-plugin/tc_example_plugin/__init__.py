@@ -1,0 +1,134 @@
+"""An example tc plugin: one backend, one task and one model, registered through hooks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from tc.backends.eager import EagerRunner
+from tc.core.config import Section
+from tc.core.interfaces import Backend, Dataset, OptimSpec, Runner, Task
+from tc.plugins import hookimpl
+
+VOCAB = 50
+
+
+class SingleThreadBackend(Backend):
+    name = "single-thread"
+    description = "Host CPU on one thread (reproducible timings), from tc-example-plugin"
+
+    def setup(self) -> None:
+        torch.set_num_threads(1)
+
+    def prepare(self, model: torch.nn.Module, spec: OptimSpec | None) -> Runner:
+        return EagerRunner(model, spec, torch.device("cpu"))
+
+
+class ParityInput(Section):
+    num_sequences: int = Field(256, gt=0)
+    max_sequence_length: int = Field(16, gt=1)
+    batch_size: int = Field(16, gt=0)
+    split: str | None = None
+    shuffle: bool = True
+
+
+class ParityModelConfig(Section):
+    name: str = "parity_tagger"
+    hidden_size: int = Field(16, gt=0)
+
+
+class ParityDataset(Dataset):
+    """Random token sequences; the label of a token is its parity."""
+
+    def __init__(self, count: int, max_len: int, seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        self.lengths = rng.integers(2, max_len + 1, size=count)
+        self.rows = [rng.integers(1, VOCAB, size=n).astype(np.int32) for n in self.lengths]
+        self.loss_tokens = self.lengths.copy()
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def collate(self, indices: Sequence[int], pad_to: int | None = None) -> dict[str, torch.Tensor]:
+        width = pad_to or int(max(self.lengths[i] for i in indices))
+        ids = np.zeros((len(indices), width), dtype=np.int32)
+        labels = np.full((len(indices), width), -100, dtype=np.int32)
+        for r, i in enumerate(indices):
+            ids[r, : self.lengths[i]] = self.rows[i]
+            labels[r, : self.lengths[i]] = self.rows[i] % 2
+        return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy((ids > 0).astype(np.int32)),
+                "labels": torch.from_numpy(labels), "index": torch.as_tensor(list(indices), dtype=torch.int64)}
+
+
+class ParityTagger(torch.nn.Module):
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(VOCAB, hidden)
+        self.head = torch.nn.Linear(hidden, 2)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        logits = self.head(torch.relu(self.embed(batch["input_ids"].long())))  # (B, T, 2)
+        if "labels" not in batch:
+            return logits, None
+        return logits, torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch["labels"].long().flatten())
+
+
+class ParityTagging(Task):
+    name = "parity_tagging"
+    description = "Tag tokens of synthetic sequences as odd/even (from tc-example-plugin)"
+    input_config = ParityInput
+    default_model = "parity_tagger"
+
+    def dataset(self, split: str) -> Dataset:
+        section = self.cfg.train_input if split == "train" else self.cfg.eval_input
+        seed = {"train": 0, "devel": 1}.get(split, 2)
+        return ParityDataset(section.num_sequences, section.max_sequence_length, seed)
+
+    def build_model(self) -> torch.nn.Module:
+        return ParityTagger(self.cfg.model.hidden_size)
+
+    def convert_foreign_state(self, path: Path) -> dict[str, torch.Tensor] | None:
+        return None
+
+    def evaluate(self, dataset: Dataset, predictions: dict[int, np.ndarray]) -> dict[str, Any]:
+        assert isinstance(dataset, ParityDataset)
+        correct = sum(int((predictions[i] == dataset.rows[i] % 2).sum()) for i in range(len(dataset)))
+        accuracy = 100.0 * correct / int(dataset.lengths.sum())
+        return {"f1": accuracy, "accuracy": accuracy}
+
+
+class ParityModel:
+    config_model = ParityModelConfig
+
+
+@hookimpl
+def register_backends(register):  # type: ignore[no-untyped-def]
+    register(SingleThreadBackend)
+
+
+@hookimpl
+def register_tasks(register):  # type: ignore[no-untyped-def]
+    register(ParityTagging)
+
+
+@hookimpl
+def register_models(register):  # type: ignore[no-untyped-def]
+    register("parity_tagger", ParityModel)
+
+
+@hookimpl
+def register_commands(cli):  # type: ignore[no-untyped-def]
+    import click
+
+    @cli.command("parity-demo")
+    @click.option("--length", default=6, show_default=True)
+    def parity_demo(length: int) -> None:
+        """Print one synthetic parity_tagging example (added by tc-example-plugin)."""
+        dataset = ParityDataset(1, length, seed=0)
+        tokens = dataset.rows[0].tolist()
+        click.echo(" ".join(f"{t}/{'odd' if t % 2 else 'even'}" for t in tokens))

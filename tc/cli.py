@@ -1,0 +1,237 @@
+"""The ``tc`` command line: parses arguments, calls the core, renders results with rich.
+
+User errors (``TcError``) print one line and exit non-zero; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+import tc
+from tc.core.errors import TcError
+
+out = Console()
+err = Console(stderr=True)
+MODES = ("train", "eval", "train_and_eval", "compile_only", "validate_only")
+
+
+def _plugins() -> Any:
+    from tc.plugins.manager import load_plugins
+
+    return load_plugins()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(tc.__version__, prog_name="tc")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+def cli(debug: bool) -> None:
+    """Fine-tune BERT encoders for token classification on cpu, cuda, deepspeed or cerebras."""
+    if debug:
+        os.environ["TC_DEBUG"] = "1"
+
+
+# -- listings ------------------------------------------------------------------------------------
+@cli.group()
+def backends() -> None:
+    """Hardware backends."""
+
+
+@backends.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def backends_list(as_json: bool) -> None:
+    """Every registered backend, the plugin providing it, and whether it can run here."""
+    plugins = _plugins()
+    rows = []
+    for name in plugins.backend_names():
+        cls = plugins.registry.backends[name]
+        available = cls.is_available()
+        provider = plugins.registry.providers[("backends", name)]
+        version = next((p.version for p in plugins.plugins if p.name == provider), "?")
+        rows.append({"name": name, "aliases": list(cls.aliases), "plugin": provider, "version": version,
+                     "available": available.ok, "reason": available.reason, "description": cls.description})
+    if as_json:
+        click.echo(json.dumps({"backends": rows, "failures": _failures(plugins)}, indent=2))
+        return
+    table = Table(title="tc backends", title_justify="left")
+    for column in ("name", "plugin", "available", "description"):
+        table.add_column(column)
+    for r in rows:
+        status = "[green]yes[/]" if r["available"] else f"[red]no[/]: {r['reason']}"
+        alias = f" ({', '.join(r['aliases'])})" if r["aliases"] else ""
+        table.add_row(r["name"] + alias, f"{r['plugin']} {r['version']}", status, r["description"])
+    out.print(table)
+    _warn_failures(plugins)
+
+
+@cli.group()
+def tasks() -> None:
+    """Tasks (learning problems)."""
+
+
+@tasks.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def tasks_list(as_json: bool) -> None:
+    """Every registered task and the plugin providing it."""
+    plugins = _plugins()
+    rows = [{"name": name, "plugin": plugins.registry.providers[("tasks", name)], "description": cls.description}
+            for name, cls in plugins.registry.tasks.items()]
+    if as_json:
+        click.echo(json.dumps({"tasks": rows, "failures": _failures(plugins)}, indent=2))
+        return
+    table = Table(title="tc tasks", title_justify="left")
+    for column in ("name", "plugin", "description"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(r["name"], r["plugin"], r["description"])
+    out.print(table)
+    _warn_failures(plugins)
+
+
+@cli.group()
+def plugins() -> None:
+    """Installed plugins."""
+
+
+@plugins.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plugins_list(as_json: bool) -> None:
+    """Loaded plugins with their versions and hooks, and plugins that failed to load."""
+    loaded = _plugins()
+    rows = [{"name": p.name, "version": p.version, "hooks": p.hooks, "builtin": p.builtin} for p in loaded.plugins]
+    if as_json:
+        click.echo(json.dumps({"plugins": rows, "failures": _failures(loaded)}, indent=2))
+        return
+    table = Table(title="tc plugins", title_justify="left")
+    for column in ("name", "version", "hooks", "status"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(r["name"], r["version"], ", ".join(r["hooks"]), "built-in" if r["builtin"] else "[green]loaded")
+    for f in loaded.failures:
+        table.add_row(f.name, "", f.stage, f"[red]failed: {f.error}")
+    out.print(table)
+
+
+def _failures(plugins: Any) -> list[dict[str, str]]:
+    return [{"name": f.name, "stage": f.stage, "error": f.error} for f in plugins.failures]
+
+
+def _warn_failures(plugins: Any) -> None:
+    for f in plugins.failures:
+        err.print(f"[yellow]warning:[/] plugin {f.name} failed ({f.stage}): {f.error}", highlight=False)
+
+
+# -- run -----------------------------------------------------------------------------------------
+@cli.command(context_settings={"ignore_unknown_options": False})
+@click.option("--task", "task_name", default="token_cls", show_default=True, help="Registered task name.")
+@click.option("--backend", "backend_name", default="cpu", show_default=True, help="Registered backend name.")
+@click.option("--config", "--params", "config", type=click.Path(path_type=Path), help="YAML run config.")
+@click.option("--mode", type=click.Choice(MODES), default="train_and_eval", show_default=True)
+@click.option("--model-dir", "--model_dir", "model_dir", type=click.Path(path_type=Path),
+              help="Where checkpoints and results go (runconfig.model_dir).")
+@click.option("--checkpoint-path", "--checkpoint_path", "checkpoint_path", type=click.Path(path_type=Path),
+              help="Start from this tc / Hugging Face / other-backend checkpoint.")
+@click.option("--load-checkpoint-states", "--load_checkpoint_states", "load_states",
+              help="Comma list of model,optimizer,lr_scheduler,global_step,rng,dataloader or 'all'.")
+@click.option("--disable-strict-checkpoint-loading", "--disable_strict_checkpoint_loading", "non_strict",
+              is_flag=True, help="Load what fits; report what was skipped or freshly initialised.")
+@click.option("--num-processes", "--num_processes", "num_processes", type=int,
+              help="Ranks to launch (backends that launch processes, e.g. deepspeed).")
+@click.option("--hostfile", type=click.Path(path_type=Path), help="Multi-node hostfile (deepspeed).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config key, e.g. --set train_input.batch_size=16 (repeatable).")
+@click.option("--dry-run", is_flag=True, help="Show the resolved config, data and model; train nothing.")
+@click.option("--quiet", "-q", is_flag=True, help="Only the final results.")
+@click.option("--json", "as_json", is_flag=True, help="Print final metrics as JSON on stdout.")
+def run(task_name: str, backend_name: str, config: Path | None, mode: str, model_dir: Path | None,
+        checkpoint_path: Path | None, load_states: str | None, non_strict: bool, num_processes: int | None,
+        hostfile: Path | None, overrides: tuple[str, ...], dry_run: bool, quiet: bool, as_json: bool) -> None:
+    """Train and/or evaluate TASK on BACKEND with one shared loop."""
+    from tc.core.config import load_run_config
+    from tc.core.reporting import Reporter
+    from tc.core.trainer import Job
+    from tc.core.trainer import run as run_job
+
+    plugins = _plugins()
+    task_cls = plugins.task(task_name)
+    backend_cls = plugins.backend(backend_name)
+    section = backend_cls.name
+    sets = list(overrides)
+    sets += [f"runconfig.model_dir={model_dir}"] if model_dir else []
+    sets += [f"runconfig.checkpoint_path={checkpoint_path}"] if checkpoint_path else []
+    sets += [f"runconfig.load_checkpoint_states={load_states}"] if load_states else []
+    sets += ["runconfig.disable_strict_checkpoint_loading=true"] if non_strict else []
+    sets += [f"{section}.num_processes={num_processes}"] if num_processes else []
+    sets += [f"{section}.hostfile={hostfile}"] if hostfile else []
+    cfg = load_run_config(task_cls, plugins.registry.models, plugins.registry.backends, config, sets)
+    backend = backend_cls(cfg)
+    if mode not in backend.modes:
+        raise TcError(f"--mode {mode}: not supported by the {section} backend (supported: {', '.join(backend.modes)})")
+    if not dry_run:
+        available = backend_cls.is_available()
+        if not available.ok:
+            from tc.core.errors import BackendUnavailable
+
+            raise BackendUnavailable(f"backend {section!r} is not available here: {available.reason}")
+        command = backend.relaunch_command(sys.argv[1:])
+        if command is not None:
+            import subprocess
+
+            raise SystemExit(subprocess.call(command))
+    task = task_cls(cfg)
+    reporter = Reporter(console=err, quiet=quiet)
+    if dry_run:
+        from tc.core.dryrun import describe
+
+        describe(task, backend, cfg, out)
+        return
+    metrics = run_job(Job(task, backend, cfg, reporter), mode)
+    if metrics is not None and as_json and backend.ranks.is_main:
+        click.echo(json.dumps(metrics, default=str))
+    elif metrics is not None and backend.ranks.is_main:
+        out.print(f"{metrics['split']} F1 {metrics['f1']:.2f}  (results: {cfg.runconfig.model_dir}/eval_results.json)")
+
+
+@cli.group()
+def prepare() -> None:
+    """Convert raw data into the files a task trains from (per-task subcommands)."""
+
+
+def main() -> None:
+    """Console entry point: plugin commands added, user errors turned into one line and an exit code."""
+    from tc.plugins.manager import add_commands
+
+    try:
+        failures = add_commands(_plugins().pm, cli)
+        for f in failures:
+            err.print(f"[yellow]warning:[/] plugin {f.name} failed ({f.stage}): {f.error}", highlight=False)
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except TcError as exc:
+        if os.environ.get("TC_DEBUG"):
+            err.print_exception()
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except BrokenPipeError:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,278 @@
+"""The three contracts tc is built on: Task, Dataset and Backend (with the Runner it prepares).
+
+The shared loop in ``tc.core.trainer`` talks only to these. A task knows its data, model and metrics;
+a backend knows its hardware: how to place the model, run one optimizer step, feed batches and read or
+write checkpoint state. Neither knows the other's name.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    import torch
+
+    from tc.core.config import RunConfig
+    from tc.core.sampling import BatchPlan
+
+Batch = dict[str, "torch.Tensor"]
+"""A collated batch. Model inputs plus two keys the core adds and models ignore:
+``index`` (int64, the dataset row of each example) and ``loss_share`` (float32 scalar, this
+micro-batch's fraction of the whole global step's loss tokens)."""
+
+
+class Dataset(ABC):
+    """Features of one split, each a dict of 1-D int32 arrays of the example's own length.
+
+    ``lengths`` drives length bucketing; ``loss_tokens`` (positions that carry loss per row) lets the
+    core weight micro-batches so that a step's loss equals the single-process mean over the global batch.
+    """
+
+    lengths: np.ndarray
+    loss_tokens: np.ndarray
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+    def describe(self) -> str:
+        """One line for the run log (counts worth knowing, e.g. split sentences)."""
+        return f"{len(self)} rows"
+
+    @abstractmethod
+    def collate(self, indices: Sequence[int], pad_to: int | None = None) -> Batch:
+        """Stack rows ``indices`` into a Batch that includes ``index`` (the rows, int64).
+
+        Pads to ``pad_to`` when given (static shapes), else to the longest row."""
+
+
+class Task(ABC):
+    """A learning problem: its datasets, its model, its metrics.
+
+    Tasks are registered through the ``register_tasks`` hook and constructed with the validated config.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    default_model: ClassVar[str] = ""
+    """Name of the registered model used when the config's ``model.name`` is not set."""
+    input_config: ClassVar[type[BaseModel]]
+    """Schema of ``train_input`` / ``eval_input``; must have ``batch_size`` and ``max_sequence_length``."""
+
+    def __init__(self, cfg: RunConfig) -> None:
+        self.cfg = cfg
+
+    @abstractmethod
+    def dataset(self, split: str) -> Dataset:
+        """Load one split ("train", "devel", "test" or a file path) as features."""
+
+    @abstractmethod
+    def build_model(self) -> torch.nn.Module:
+        """A fresh model whose ``forward(batch)`` returns ``(logits, loss)``."""
+
+    @abstractmethod
+    def convert_foreign_state(self, path: Path) -> dict[str, torch.Tensor] | None:
+        """Map a checkpoint tc did not write (e.g. a Hugging Face directory) to model keys, or None."""
+
+    @abstractmethod
+    def evaluate(self, dataset: Dataset, predictions: dict[int, np.ndarray]) -> dict[str, Any]:
+        """Metrics from per-row predicted class ids. Must contain ``f1`` (percent) for model selection."""
+
+    def meta(self) -> dict[str, Any]:
+        """Stored in every checkpoint so a model directory is self-describing (labels, model config).
+        A ``labels`` list there lets checkpoint errors name label counts."""
+        return {}
+
+    def write_assets(self, model_dir: Path) -> None:
+        """Write what inference needs beside the weights (vocab, label map). Default: nothing."""
+
+    def render_metrics(self, metrics: dict[str, Any]) -> Any:
+        """A rich renderable of ``metrics`` for the terminal; default shows nothing task-specific."""
+        return None
+
+
+@dataclass
+class StepResult:
+    """What one optimizer step reports back to the loop (host floats, already reduced over ranks)."""
+
+    loss: float
+    grad_norm: float | None = None
+    skipped: bool = False
+
+
+class Runner(ABC):
+    """A model made ready by a backend: the loop trains and evaluates only through this.
+
+    ``train_step`` owns forward, backward, clipping, optimizer and scheduler steps for one global
+    step, given this rank's micro-batches (gradient accumulation = more than one).
+    """
+
+    model: torch.nn.Module
+    """The plain, unwrapped module (for state dicts and export)."""
+
+    @abstractmethod
+    def train_step(self, micro_batches: list[Batch]) -> StepResult: ...
+
+    @abstractmethod
+    def eval_step(self, batch: Batch) -> torch.Tensor:
+        """Logits on the host (CPU) for one batch, computed without gradients."""
+
+    @abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """``{"model": ..., "optimizer": ..., "lr_scheduler": ...}`` in plain torch form."""
+
+    @abstractmethod
+    def load_state_dict(self, state: dict[str, Any], parts: set[str]) -> None:
+        """Apply the ``parts`` (subset of model/optimizer/lr_scheduler) of ``state``."""
+
+    @property
+    @abstractmethod
+    def lr(self) -> float: ...
+
+
+@dataclass
+class OptimSpec:
+    """Optimizer and schedule, resolved by the core from the config (backends build their own objects)."""
+
+    optimizer_type: str
+    learning_rate: float
+    weight_decay: float
+    betas: tuple[float, float]
+    eps: float
+    momentum: float
+    warmup_steps: int
+    total_steps: int
+    schedule: str
+    max_gradient_norm: float | None
+    no_decay: tuple[str, ...] = ("bias", "LayerNorm.weight", "norm.weight", "ln.weight")
+
+    def param_groups(self, model: torch.nn.Module) -> list[dict[str, Any]]:
+        """Weight decay on matrices only, as BERT fine-tuning recipes do."""
+        decay, no_decay = [], []
+        for name, p in model.named_parameters():
+            if not p.requires_grad:
+                continue
+            (no_decay if p.ndim < 2 or name.endswith(self.no_decay) else decay).append(p)
+        return [
+            {"params": decay, "weight_decay": self.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+
+    def lr_factor(self, step: int) -> float:
+        """Multiplier on the peak lr at ``step``: linear warmup, then linear decay or constant."""
+        if self.warmup_steps and step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        if self.schedule == "constant":
+            return 1.0
+        remaining = self.total_steps - step
+        return max(0.0, remaining / max(1, self.total_steps - self.warmup_steps))
+
+
+@dataclass
+class Availability:
+    ok: bool
+    reason: str = ""
+
+
+@dataclass
+class RankInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+class Backend(ABC):
+    """One kind of hardware. Registered through ``register_backends``.
+
+    Lifecycle used by the loop: ``setup()`` once, ``prepare(model, spec)`` -> Runner, then
+    ``batches(plan)`` for data, ``save_checkpoint``/``load_checkpoint`` for state IO,
+    ``gather`` to collect eval predictions from all ranks, ``teardown()`` at the end.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    aliases: ClassVar[tuple[str, ...]] = ()
+    config_model: ClassVar[type[BaseModel] | None] = None
+    """Schema of this backend's optional YAML section (named after the backend)."""
+    static_shapes: ClassVar[bool] = False
+    """True when every batch must be padded to max_sequence_length (compiled graphs)."""
+    checkpoint_suffix: ClassVar[str] = ".pt"
+    modes: ClassVar[tuple[str, ...]] = ("train", "eval", "train_and_eval")
+    """``--mode`` values this backend runs; compile-only style modes are backend-specific."""
+
+    def __init__(self, cfg: RunConfig) -> None:
+        self.cfg = cfg
+        self.ranks = RankInfo()
+
+    @classmethod
+    def is_available(cls) -> Availability:
+        return Availability(True)
+
+    def device_description(self) -> str:
+        return "cpu"
+
+    def relaunch_command(self, argv: list[str]) -> list[str] | None:
+        """A command that runs this same ``tc`` invocation on several processes (a launcher such as
+        torchrun), or None to run in this process. ``argv`` is the original ``tc`` argument list."""
+        return None
+
+    def setup(self) -> None:
+        """Devices, process groups, seeds, threads."""
+
+    def teardown(self) -> None:
+        """Release what setup took (process groups)."""
+
+    @abstractmethod
+    def prepare(self, model: torch.nn.Module, spec: OptimSpec | None) -> Runner:
+        """Wrap ``model`` for this hardware; ``spec`` is None for evaluation-only runs."""
+
+    def batches(self, plan: BatchPlan) -> Iterator[list[Batch]]:
+        """One list of this rank's micro-batches per global step of ``plan``, on the device."""
+        import torch
+
+        for step in plan:
+            yield [
+                plan.dataset.collate(rows, plan.pad_to) | {"loss_share": torch.tensor(share)}
+                for rows, share in step.for_rank(self.ranks)
+            ]
+
+    def gather(self, obj: Any) -> list[Any]:
+        """Collect one picklable object per rank on every rank (identity on one process)."""
+        return [obj]
+
+    def barrier(self) -> None:
+        """Wait for all ranks (no-op on one process)."""
+
+    def save_checkpoint(self, runner: Runner, path: Path, extra: dict[str, Any]) -> None:
+        """Write runner state plus ``extra`` (global_step, rng, dataloader...) atomically to ``path``."""
+        from tc.core import checkpoint
+
+        if self.ranks.is_main:
+            checkpoint.atomic_save({**runner.state_dict(), **extra}, path)
+
+    def load_checkpoint(self, path: Path) -> dict[str, Any]:
+        """Read a checkpoint this or another backend wrote, as a plain state dict."""
+        from tc.core import checkpoint
+
+        return checkpoint.load_file(path)
+
+
+@dataclass
+class Registry:
+    """What the plugins registered, by name. Filled by ``tc.plugins.manager``."""
+
+    backends: dict[str, type[Backend]] = field(default_factory=dict)
+    tasks: dict[str, type[Task]] = field(default_factory=dict)
+    models: dict[str, Any] = field(default_factory=dict)
+    providers: dict[tuple[str, str], str] = field(default_factory=dict)
+    """(kind, name) -> plugin name that registered it."""

@@ -1,0 +1,105 @@
+"""Which rows form each global batch, in an order that depends only on (seed, epoch).
+
+Every rank computes the same global batches and takes its own slice, so the data order, the resume
+position and the loss weighting are identical on one process and on many. Length bucketing sorts rows
+of similar length together inside shuffled windows to cut padding, then shuffles the batches again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from tc.core.interfaces import Dataset, RankInfo
+
+BUCKET_WINDOW = 64
+"""Global batches per sorting window: wide enough to cut padding, narrow enough to stay random."""
+
+
+@dataclass
+class StepRows:
+    """The rows of one global step, and how they split into micro-batches."""
+
+    epoch: int
+    position: int
+    """Index of this batch within its epoch (the resume position is ``position + 1``)."""
+    rows: np.ndarray
+    loss_tokens: np.ndarray
+    accum: int
+    train: bool
+
+    def for_rank(self, ranks: RankInfo) -> list[tuple[np.ndarray, float]]:
+        """This rank's micro-batches with each one's share of the global step's loss tokens."""
+        mine = self.rows[ranks.rank :: ranks.world_size]
+        tokens = self.loss_tokens[ranks.rank :: ranks.world_size]
+        if len(mine) == 0:  # eval tail smaller than world: repeat a row, deduplicated by index later
+            return [(self.rows[:1], 0.0)]
+        total = max(1, int(self.loss_tokens.sum()))
+        chunks = np.array_split(np.arange(len(mine)), min(self.accum, len(mine)))
+        return [(mine[c], float(tokens[c].sum()) / total) for c in chunks]
+
+
+@dataclass
+class BatchPlan:
+    """An iterable of global batches over ``dataset``.
+
+    Training plans run epoch after epoch from ``(start_epoch, start_position)`` until ``max_steps``
+    batches were produced; evaluation plans make one ordered pass.
+    """
+
+    dataset: Dataset
+    batch_size: int
+    train: bool
+    seed: int = 0
+    shuffle: bool = True
+    bucket: bool = True
+    drop_last: bool = False
+    pad_to: int | None = None
+    accum: int = 1
+    world_size: int = 1
+    start_epoch: int = 0
+    start_position: int = 0
+    max_steps: int | None = None
+
+    def epoch_batches(self, epoch: int) -> list[np.ndarray]:
+        n = len(self.dataset)
+        lengths = self.dataset.lengths
+        if not self.train:  # longest first: padding is minimal and memory peaks early
+            order = np.argsort(-lengths, kind="stable") if self.bucket else np.arange(n)
+            return [order[i : i + self.batch_size] for i in range(0, n, self.batch_size)]
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(n) if self.shuffle else np.arange(n)
+        if self.bucket:
+            window = self.batch_size * BUCKET_WINDOW
+            for start in range(0, n, window):
+                chunk = order[start : start + window]
+                order[start : start + window] = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches = [order[i : i + self.batch_size] for i in range(0, n, self.batch_size)]
+        smallest = max(self.world_size * self.accum, 1)
+        if self.drop_last or self.world_size > 1:
+            batches = [b for b in batches if len(b) == self.batch_size or len(b) >= smallest and not self.drop_last]
+        if self.bucket and self.shuffle:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        return batches
+
+    def steps_per_epoch(self) -> int:
+        return len(self.epoch_batches(0))
+
+    def __iter__(self) -> Iterator[StepRows]:
+        produced, epoch, position = 0, self.start_epoch, self.start_position
+        tokens = self.dataset.loss_tokens
+        while True:
+            batches = self.epoch_batches(epoch)
+            if not batches:
+                return
+            for pos in range(position, len(batches)):
+                if self.max_steps is not None and produced >= self.max_steps:
+                    return
+                rows = batches[pos]
+                yield StepRows(epoch, pos, rows, tokens[rows], self.accum if self.train else 1, self.train)
+                produced += 1
+            if not self.train:
+                return
+            epoch, position = epoch + 1, 0

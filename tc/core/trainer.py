@@ -1,0 +1,390 @@
+"""The one training loop. Every backend runs it; it never asks which backend it has.
+
+Per step it hands the backend's runner this rank's micro-batches, then decides on logging, devel
+evaluation (model selection, early stopping), checkpoints and stop signals. Resume state (weights,
+optimizer, schedule, step, RNG, data position) round-trips through ``tc.core.checkpoint`` so a killed
+run restarted with the same command ends bit-identical to one that never stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tc.core import checkpoint as ckpt
+from tc.core.config import dump_config
+from tc.core.errors import CheckpointError, ConfigError, TrainingAborted
+from tc.core.evaluation import evaluate, write_results
+from tc.core.interfaces import Backend, OptimSpec, Runner, Task
+from tc.core.reporting import Reporter
+from tc.core.sampling import BatchPlan
+
+BEST = "best_model.pt"
+DEFAULT_EPOCHS = 3.0
+
+
+@dataclass
+class Job:
+    """A task, a backend and a validated config, with somewhere to report."""
+
+    task: Task
+    backend: Backend
+    cfg: Any
+    reporter: Reporter = field(default_factory=Reporter)
+
+    @property
+    def model_dir(self) -> Path:
+        return Path(self.cfg.runconfig.model_dir)
+
+    @property
+    def static(self) -> bool:
+        return self.backend.static_shapes or self.cfg.runconfig.padding == "static"
+
+    @property
+    def pad_to(self) -> int | None:
+        return self.cfg.train_input.max_sequence_length if self.static else None
+
+
+@dataclass
+class Start:
+    """Where training starts: which checkpoint, which of its parts apply."""
+
+    path: Path | None = None
+    parts: set[str] = field(default_factory=set)
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+def run(job: Job, mode: str) -> dict[str, Any] | None:
+    """Train and/or evaluate as ``mode`` says; returns the final evaluation metrics, if any."""
+    prepare_model_dir(job.model_dir)
+    job.backend.setup()
+    if not job.backend.ranks.is_main:
+        job.reporter = Reporter(enabled=False)
+    else:
+        job.reporter.attach(job.model_dir)
+    try:
+        runner = fit(job) if mode in ("train", "train_and_eval") else None
+        if mode in ("eval", "train_and_eval"):
+            return final_evaluation(job, runner)
+        return None
+    finally:
+        job.reporter.close()
+        job.backend.teardown()
+
+
+def prepare_model_dir(model_dir: Path) -> None:
+    try:
+        model_dir.mkdir(parents=True, exist_ok=True)
+        probe = model_dir / ".tc-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"runconfig.model_dir: {model_dir} is not writable ({exc.strerror or exc})") from None
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# -- checkpoints -------------------------------------------------------------------------------
+def find_start(job: Job, model: torch.nn.Module) -> Start:
+    """Apply the loading policies: an explicit checkpoint path, else resume from model_dir."""
+    rc = job.cfg.runconfig
+    if rc.checkpoint_path is not None:
+        parts = ckpt.parse_parts(rc.load_checkpoint_states)
+        state = read_checkpoint(job, Path(rc.checkpoint_path))
+        start = Start(Path(rc.checkpoint_path), parts, state)
+        job.reporter.info(f"loading {sorted(parts & set(state) | parts & {'model'})} from {rc.checkpoint_path}")
+        if parts == {"model"}:
+            job.reporter.info("load_checkpoint_states=model: fine-tuning from step 0 with a fresh optimizer")
+    else:
+        start = latest_good(job)
+        if start.path is None:
+            return start
+        job.reporter.info(f"resuming from {start.path}")
+    if "model" in start.parts:
+        report = ckpt.apply_model_state(
+            model, start.state["model"], strict=not rc.disable_strict_checkpoint_loading,
+            source=start.path, labels=(start.state.get("meta", {}).get("labels"), job.task.meta().get("labels")),
+        )
+        if not report.clean:
+            job.reporter.show(skipped_table(report))
+    return start
+
+
+def read_checkpoint(job: Job, path: Path) -> dict[str, Any]:
+    """A tc checkpoint from any backend, or a foreign one (e.g. Hugging Face) converted by the task."""
+    if not path.exists():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    foreign = job.task.convert_foreign_state(path)
+    if foreign is not None:
+        return {"model": foreign}
+    return job.backend.load_checkpoint(path)
+
+
+def latest_good(job: Job) -> Start:
+    """Newest readable checkpoint in model_dir; a corrupt one is reported and the previous one used."""
+    suffixes = {job.backend.checkpoint_suffix}
+    found = ckpt.list_checkpoints(job.model_dir, suffixes) or ckpt.list_checkpoints(job.model_dir, {".pt"})
+    for _, path in reversed(found):
+        try:
+            state = job.backend.load_checkpoint(path)
+        except CheckpointError as exc:
+            job.reporter.info(f"[yellow]warning:[/] {exc}; trying the previous checkpoint")
+            continue
+        return Start(path, set(ckpt.PARTS), state)
+    return Start()
+
+
+def skipped_table(report: ckpt.LoadReport) -> Any:
+    from rich.table import Table
+
+    table = Table(title="non-strict checkpoint loading", title_justify="left")
+    table.add_column("key")
+    table.add_column("what happened")
+    for key in report.missing:
+        table.add_row(key, "not in checkpoint: freshly initialised")
+    for key, theirs, ours in report.mismatched:
+        table.add_row(key, f"shape {list(theirs)} != model {list(ours)}: freshly initialised")
+    for key in report.unexpected:
+        table.add_row(key, "not in model: skipped")
+    return table
+
+
+# -- training ----------------------------------------------------------------------------------
+def optim_spec(cfg: Any, total_steps: int) -> OptimSpec:
+    o = cfg.optimizer
+    warmup = o.warmup_steps if o.warmup_steps is not None else round(o.warmup_ratio * total_steps)
+    return OptimSpec(
+        optimizer_type=o.optimizer_type, learning_rate=o.learning_rate, weight_decay=o.weight_decay,
+        betas=tuple(o.betas), eps=o.eps, momentum=o.momentum, warmup_steps=warmup, total_steps=total_steps,
+        schedule=o.lr_schedule, max_gradient_norm=o.max_gradient_norm,
+    )
+
+
+@dataclass
+class Selection:
+    """Model selection by devel F1 and early-stopping bookkeeping (saved in checkpoints)."""
+
+    best_f1: float = -1.0
+    best_step: int = 0
+    bad_evals: int = 0
+
+    def update(self, f1: float, step: int) -> bool:
+        if f1 > self.best_f1:
+            self.best_f1, self.best_step, self.bad_evals = f1, step, 0
+            return True
+        self.bad_evals += 1
+        return False
+
+
+def fit(job: Job) -> Runner:
+    task, backend, cfg, rep = job.task, job.backend, job.cfg, job.reporter
+    rc, ti = cfg.runconfig, cfg.train_input
+    world = backend.ranks.world_size
+    if ti.batch_size % (world * rc.grad_accum_steps):
+        raise ConfigError(
+            f"train_input.batch_size={ti.batch_size} must divide by world size {world} x "
+            f"runconfig.grad_accum_steps {rc.grad_accum_steps}"
+        )
+    seed_everything(rc.seed)
+    train_set = task.dataset("train")
+    selection_set = task.dataset(rc.selection_split) if rc.selection_split else None
+    rep.info(f"train: {train_set.describe()}")
+    if selection_set is not None:
+        rep.info(f"{rc.selection_split}: {selection_set.describe()}")
+    if backend.ranks.is_main:
+        task.write_assets(job.model_dir)
+        (job.model_dir / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
+
+    model = task.build_model()
+    start = find_start(job, model)
+    plan = BatchPlan(
+        train_set, ti.batch_size, train=True, seed=rc.seed, shuffle=ti.shuffle, bucket=not job.static,
+        drop_last=backend.static_shapes, pad_to=job.pad_to, accum=rc.grad_accum_steps, world_size=world,
+    )
+    per_epoch = plan.steps_per_epoch()
+    if per_epoch == 0:
+        raise ConfigError(f"train_input.batch_size={ti.batch_size} is larger than the {len(train_set)} training rows")
+    total = rc.max_steps or math.ceil((rc.num_epochs or DEFAULT_EPOCHS) * per_epoch)
+    runner = backend.prepare(model, optim_spec(cfg, total))
+
+    state, parts = start.state, start.parts
+    if state:
+        runner.load_state_dict(state, parts & {"optimizer", "lr_scheduler"})
+    step = int(state.get("global_step", 0)) if "global_step" in parts else 0
+    position = dict(state.get("dataloader") or {}) if "dataloader" in parts else {}
+    epoch, pos = int(position.get("epoch", 0)), int(position.get("position", 0))
+    if "rng" in parts and state.get("rng"):
+        ckpt.restore_rng(state["rng"])
+    selection = Selection(**state.get("selection", {})) if "global_step" in parts else Selection()
+    if step >= total:
+        rep.info(f"already trained to step {step} (target {total})")
+        return _with_best_weights(job, runner, selection)
+
+    plan.start_epoch, plan.start_position, plan.max_steps = epoch, pos, total - step
+    eval_every = rc.eval_frequency or per_epoch
+    rep.info(f"training {total - step} steps ({per_epoch} per epoch, global batch {ti.batch_size}) "
+             f"on {backend.device_description()}")
+    rep.start_training(total, step)
+    window_t, window_rows, last_ckpt = time.perf_counter(), 0, None
+    with stop_signals() as stop:
+        for micro_batches in backend.batches(plan):
+            result = runner.train_step(micro_batches)
+            step, pos = step + 1, pos + 1
+            if pos == per_epoch:
+                epoch, pos = epoch + 1, 0
+            window_rows += sum(len(b["index"]) for b in micro_batches) * world
+            if not math.isfinite(result.loss):
+                rep.stop_training()
+                where = f"; last good checkpoint: {last_ckpt}" if last_ckpt else ""
+                raise TrainingAborted(f"loss is {result.loss} at step {step}: training stopped{where}")
+            if step % rc.log_steps == 0 or step == total:
+                elapsed = time.perf_counter() - window_t
+                speed = window_rows / max(elapsed, 1e-9)
+                rep.record({"step": step, "epoch": round(epoch + pos / per_epoch, 4), "loss": result.loss,
+                            "lr": runner.lr, "grad_norm": result.grad_norm, "sentences_per_s": round(speed, 2)})
+                rep.step(step, epoch + pos / per_epoch, result.loss, runner.lr, speed)
+                window_t, window_rows = time.perf_counter(), 0
+            evaluated = improved = False
+            if selection_set is not None and (step % eval_every == 0 or step == total):
+                improved = _select(job, runner, selection_set, selection, step)
+                evaluated = True
+                window_t = time.perf_counter()
+            patience_out = bool(rc.early_stopping_patience) and selection.bad_evals >= rc.early_stopping_patience
+            due = (rc.checkpoint_steps and step % rc.checkpoint_steps == 0) or step == total
+            if due or evaluated or stop.signal or patience_out:
+                last_ckpt = save(job, runner, step, epoch, pos, selection)
+            if improved and backend.ranks.is_main:
+                ckpt.atomic_save({"model": runner.state_dict()["model"], "meta": task.meta(),
+                                  "global_step": step, "f1": selection.best_f1}, job.model_dir / BEST)
+            if stop.signal:
+                rep.stop_training()
+                err = TrainingAborted(f"interrupted by {stop.signal} at step {step}; checkpoint saved: {last_ckpt}")
+                err.exit_code = 128 + int(getattr(signal, stop.signal))
+                raise err
+            if patience_out:
+                rep.info(f"early stopping at step {step}: no devel improvement in {selection.bad_evals} evaluations")
+                break
+    rep.stop_training()
+    return _with_best_weights(job, runner, selection)
+
+
+def _select(job: Job, runner: Runner, dataset: Any, selection: Selection, step: int) -> bool:
+    ei = job.cfg.eval_input
+    metrics = evaluate(job.task, runner, job.backend, dataset, ei.batch_size, job.pad_to)
+    metrics.update(split=job.cfg.runconfig.selection_split, step=step)
+    improved = selection.update(float(metrics["f1"]), step)
+    job.reporter.record({"step": step, "split": metrics["split"], "f1": metrics["f1"],
+                         "precision": metrics.get("precision"), "recall": metrics.get("recall")})
+    job.reporter.info(f"step {step}: {metrics['split']} F1 {metrics['f1']:.2f}"
+                      + (" (best)" if improved else f" (best {selection.best_f1:.2f} at {selection.best_step})"))
+    if job.backend.ranks.is_main:
+        write_results(job.model_dir, metrics)
+    return improved
+
+
+def save(job: Job, runner: Runner, step: int, epoch: int, pos: int, selection: Selection) -> Path:
+    path = job.model_dir / ckpt.checkpoint_name(step, job.backend.checkpoint_suffix)
+    extra = {"global_step": step, "rng": ckpt.capture_rng(), "dataloader": {"epoch": epoch, "position": pos},
+             "selection": selection.__dict__.copy(), "meta": job.task.meta(), "format": ckpt.FORMAT}
+    job.backend.save_checkpoint(runner, path, extra)
+    job.backend.barrier()
+    if job.backend.ranks.is_main:
+        ckpt.prune(job.model_dir, job.cfg.runconfig.keep_last_n, {job.backend.checkpoint_suffix, ".pt"})
+    return path
+
+
+def _with_best_weights(job: Job, runner: Runner, selection: Selection) -> Runner:
+    """Swap in the devel-best weights for the final evaluation."""
+    best = job.model_dir / BEST
+    if selection.best_step and best.exists():
+        state = ckpt.load_file(best)
+        runner.load_state_dict(state, {"model"})
+        job.reporter.info(f"using the best {job.cfg.runconfig.selection_split} checkpoint "
+                          f"(step {selection.best_step}, F1 {selection.best_f1:.2f})")
+    return runner
+
+
+# -- evaluation --------------------------------------------------------------------------------
+def final_evaluation(job: Job, runner: Runner | None) -> dict[str, Any]:
+    """Evaluate on ``eval_input.split``: the trained runner, or weights from the model directory."""
+    if runner is None:
+        runner = runner_for_eval(job)
+    ei = job.cfg.eval_input
+    dataset = job.task.dataset(ei.split or "test")
+    metrics = evaluate(job.task, runner, job.backend, dataset, ei.batch_size, job.pad_to)
+    metrics.update(split=ei.split or "test")
+    if job.backend.ranks.is_main:
+        write_results(job.model_dir, metrics)
+        job.reporter.record({"split": metrics["split"], "f1": metrics["f1"], "final": True})
+        job.reporter.show(job.task.render_metrics(metrics))
+    return metrics
+
+
+def runner_for_eval(job: Job) -> Runner:
+    """Weights for ``--mode eval``: an explicit checkpoint, else the best, else the latest in model_dir."""
+    seed_everything(job.cfg.runconfig.seed)
+    model = job.task.build_model()
+    rc = job.cfg.runconfig
+    if rc.checkpoint_path is not None:
+        path = Path(rc.checkpoint_path)
+        state = read_checkpoint(job, path)
+    elif (job.model_dir / BEST).exists():
+        path = job.model_dir / BEST
+        state = ckpt.load_file(path)
+    else:
+        start = latest_good(job)
+        if start.path is None:
+            raise CheckpointError(f"{job.model_dir}: no checkpoint to evaluate (train first, or pass --checkpoint-path)")
+        path, state = start.path, start.state
+    report = ckpt.apply_model_state(
+        model, state["model"], strict=not rc.disable_strict_checkpoint_loading, source=path,
+        labels=(state.get("meta", {}).get("labels"), job.task.meta().get("labels")),
+    )
+    if not report.clean:
+        job.reporter.show(skipped_table(report))
+    job.reporter.info(f"evaluating weights from {path}")
+    return job.backend.prepare(model, None)
+
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[Any]:
+    """Turn SIGINT/SIGTERM into a flag the loop checks after each step (then checkpoint and exit)."""
+
+    class Flag:
+        signal: str | None = None
+
+    flag = Flag()
+
+    def handler(signum: int, _frame: Any) -> None:
+        if flag.signal is not None:  # second signal: give up immediately
+            os._exit(128 + signum)
+        flag.signal = signal.Signals(signum).name
+
+    previous = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, handler)
+    except ValueError:  # not the main thread: no handlers
+        pass
+    try:
+        yield flag
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

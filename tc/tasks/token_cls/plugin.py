@@ -1,0 +1,24 @@
+"""Registers the ``token_cls`` task and the ``bert`` model, exactly as a third-party plugin would."""
+
+from __future__ import annotations
+
+from tc.plugins import hookimpl
+from tc.tasks.token_cls.settings import BertSettings
+from tc.tasks.token_cls.task import TokenClassification
+
+
+class BertModelPlugin:
+    """The ``bert`` entry of the model registry: its config section schema."""
+
+    name = "bert"
+    config_model = BertSettings
+
+
+@hookimpl
+def register_tasks(register):  # type: ignore[no-untyped-def]
+    register(TokenClassification)
+
+
+@hookimpl
+def register_models(register):  # type: ignore[no-untyped-def]
+    register("bert", BertModelPlugin)

