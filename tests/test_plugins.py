@@ -106,7 +106,8 @@ def test_broken_plugins_are_isolated_and_reported(broken_env: dict[str, str]) ->
 
 def test_tc_load_plugins_selects(broken_env: dict[str, str]) -> None:
     env = {**broken_env, "TC_LOAD_PLUGINS": "broken_hook"}
-    failures = {f["name"] for f in json.loads(run_tc("plugins", "list", "--json", env=env, check=True).stdout)["failures"]}
+    listing = json.loads(run_tc("plugins", "list", "--json", env=env, check=True).stdout)
+    failures = {f["name"] for f in listing["failures"]}
     assert failures == {"broken_hook"}
     env["TC_LOAD_PLUGINS"] = ""
     assert json.loads(run_tc("plugins", "list", "--json", env=env, check=True).stdout)["failures"] == []

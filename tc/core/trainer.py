@@ -351,7 +351,9 @@ def runner_for_eval(job: Job) -> Runner:
     else:
         start = latest_good(job)
         if start.path is None:
-            raise CheckpointError(f"{job.model_dir}: no checkpoint to evaluate (train first, or pass --checkpoint-path)")
+            raise CheckpointError(
+                f"{job.model_dir}: no checkpoint to evaluate (train first, or pass --checkpoint-path)"
+            )
         path, state = start.path, start.state
     report = ckpt.apply_model_state(
         model, state["model"], strict=not rc.disable_strict_checkpoint_loading, source=path,
