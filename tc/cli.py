@@ -125,7 +125,7 @@ def _failures(plugins: Any) -> list[dict[str, str]]:
 
 def _warn_failures(plugins: Any) -> None:
     for f in plugins.failures:
-        err.print(f"[yellow]warning:[/] plugin {f.name} failed ({f.stage}): {f.error}", highlight=False)
+        err.print(f"[yellow]warning:[/] plugin {f.name} failed ({f.stage}): {f.error}", highlight=False, soft_wrap=True)
 
 
 # -- run -----------------------------------------------------------------------------------------
@@ -211,7 +211,7 @@ def main() -> None:
     try:
         failures = add_commands(_plugins().pm, cli)
         for f in failures:
-            err.print(f"[yellow]warning:[/] plugin {f.name} failed ({f.stage}): {f.error}", highlight=False)
+            err.print(f"[yellow]warning:[/] plugin {f.name} failed ({f.stage}): {f.error}", highlight=False, soft_wrap=True)
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
         err.print("aborted")
@@ -222,7 +222,7 @@ def main() -> None:
     except TcError as exc:
         if os.environ.get("TC_DEBUG"):
             err.print_exception()
-        err.print(f"[red]error:[/] {exc}", highlight=False)
+        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print("interrupted")

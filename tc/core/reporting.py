@@ -57,7 +57,7 @@ class Reporter:
     # -- terminal ----------------------------------------------------------------------------
     def info(self, message: str) -> None:
         if not self.quiet:
-            self.console.print(message, highlight=False)
+            self.console.print(message, highlight=False, soft_wrap=True)
 
     def show(self, renderable: Any) -> None:
         if self.enabled and renderable is not None:
@@ -94,7 +94,7 @@ class Reporter:
             self._last_plain = now
             done = step - self._start_step
             eta = (now - self._t0) / max(done, 1) * (self._total - step)
-            self.console.print(f"step {step}/{self._total} {stats} eta {eta:.0f}s", highlight=False)
+            self.console.print(f"step {step}/{self._total} {stats} eta {eta:.0f}s", highlight=False, soft_wrap=True)
 
     def stop_training(self) -> None:
         if self._progress is not None:
