@@ -124,7 +124,11 @@ def _failures(plugins: Any) -> list[dict[str, str]]:
 
 
 def _warn_failures(plugins: Any) -> None:
-    for f in plugins.failures:
+    _warn(plugins.failures)
+
+
+def _warn(failures: list[Any]) -> None:
+    for f in failures:
         err.print(f"[yellow]warning:[/] plugin {f.name} failed ({f.stage}): {f.error}", highlight=False, soft_wrap=True)
 
 
@@ -181,10 +185,10 @@ def run(task_name: str, backend_name: str, config: Path | None, mode: str, model
 
             raise BackendUnavailable(f"backend {section!r} is not available here: {available.reason}")
         command = backend.relaunch_command(sys.argv[1:])
-        if command is not None:
-            import subprocess
-
-            raise SystemExit(subprocess.call(command))
+        if command is not None:  # become the launcher, so signals reach it and its ranks directly
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.execv(command[0], command)
     task = task_cls(cfg)
     reporter = Reporter(console=err, quiet=quiet)
     if dry_run:
@@ -204,14 +208,21 @@ def prepare() -> None:
     """Convert raw data into the files a task trains from (per-task subcommands)."""
 
 
+def _add_report() -> None:
+    from tc.report import report
+
+    cli.add_command(report)
+
+
+_add_report()
+
+
 def main() -> None:
     """Console entry point: plugin commands added, user errors turned into one line and an exit code."""
     from tc.plugins.manager import add_commands
 
     try:
-        failures = add_commands(_plugins().pm, cli)
-        for f in failures:
-            err.print(f"[yellow]warning:[/] plugin {f.name} failed ({f.stage}): {f.error}", highlight=False, soft_wrap=True)
+        _warn(add_commands(_plugins().pm, cli))
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
         err.print("aborted")

@@ -80,7 +80,7 @@ def load_file(path: Path) -> dict[str, Any]:
                 f"{path}: refusing to load: the file contains pickled code, not just tensors"
             ) from None
         raise CheckpointError(f"{path}: corrupt checkpoint ({_first_line(exc)})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError) as exc:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError, IndexError) as exc:
         raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({_first_line(exc)})") from None
     if not isinstance(obj, dict) or "model" not in obj:
         raise CheckpointError(f"{path}: not a tc checkpoint (no 'model' state)")
@@ -106,8 +106,12 @@ def list_checkpoints(model_dir: Path, suffixes: Iterable[str] = (".pt",)) -> lis
 
 
 def prune(model_dir: Path, keep: int, suffixes: Iterable[str]) -> None:
-    """Delete all but the newest ``keep`` checkpoints (files or backend directories)."""
-    for _, path in list_checkpoints(model_dir, suffixes)[:-keep]:
+    """Delete all but the newest ``keep`` steps' checkpoints (every file or backend folder of a step)."""
+    found = list_checkpoints(model_dir, suffixes)
+    kept = sorted({step for step, _ in found})[-keep:]
+    for step, path in found:
+        if step in kept:
+            continue
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
         else:

@@ -253,6 +253,10 @@ class Backend(ABC):
     def barrier(self) -> None:
         """Wait for all ranks (no-op on one process)."""
 
+    def agree(self, flag: bool) -> bool:
+        """True on every rank if ``flag`` is true on any rank (stop decisions must be collective)."""
+        return flag
+
     def save_checkpoint(self, runner: Runner, path: Path, extra: dict[str, Any]) -> None:
         """Write runner state plus ``extra`` (global_step, rng, dataloader...) atomically to ``path``."""
         from tc.core import checkpoint

@@ -79,7 +79,7 @@ class BatchPlan:
         batches = [order[i : i + self.batch_size] for i in range(0, n, self.batch_size)]
         smallest = max(self.world_size * self.accum, 1)
         if self.drop_last or self.world_size > 1:
-            batches = [b for b in batches if len(b) == self.batch_size or len(b) >= smallest and not self.drop_last]
+            batches = [b for b in batches if len(b) == self.batch_size or (len(b) >= smallest and not self.drop_last)]
         if self.bucket and self.shuffle:
             batches = [batches[i] for i in rng.permutation(len(batches))]
         return batches

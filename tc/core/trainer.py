@@ -268,15 +268,17 @@ def fit(job: Job) -> Runner:
                 window_t = time.perf_counter()
             patience_out = bool(rc.early_stopping_patience) and selection.bad_evals >= rc.early_stopping_patience
             due = (rc.checkpoint_steps and step % rc.checkpoint_steps == 0) or step == total
-            if due or evaluated or stop.signal or patience_out:
+            stopping = backend.agree(stop.signal is not None)
+            if due or evaluated or stopping or patience_out:
                 last_ckpt = save(job, runner, step, epoch, pos, selection)
             if improved and backend.ranks.is_main:
                 ckpt.atomic_save({"model": runner.state_dict()["model"], "meta": task.meta(),
                                   "global_step": step, "f1": selection.best_f1}, job.model_dir / BEST)
-            if stop.signal:
+            if stopping:
                 rep.stop_training()
-                err = TrainingAborted(f"interrupted by {stop.signal} at step {step}; checkpoint saved: {last_ckpt}")
-                err.exit_code = 128 + int(getattr(signal, stop.signal))
+                name = stop.signal or "SIGTERM"  # another rank was signalled
+                err = TrainingAborted(f"interrupted by {name} at step {step}; checkpoint saved: {last_ckpt}")
+                err.exit_code = 128 + int(getattr(signal, name))
                 raise err
             if patience_out:
                 rep.info(f"early stopping at step {step}: no devel improvement in {selection.bad_evals} evaluations")

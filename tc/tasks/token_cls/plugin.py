@@ -22,3 +22,15 @@ def register_tasks(register):  # type: ignore[no-untyped-def]
 @hookimpl
 def register_models(register):  # type: ignore[no-untyped-def]
     register("bert", BertModelPlugin)
+
+
+@hookimpl
+def register_commands(cli):  # type: ignore[no-untyped-def]
+    """``tc predict`` / ``tc export`` for token_cls model directories, and ``tc prepare token_cls``."""
+    from tc.tasks.token_cls.commands import COMMANDS
+    from tc.tasks.token_cls.prepare_command import prepare_token_cls
+
+    for command in COMMANDS:
+        cli.add_command(command)
+    if "prepare" in cli.commands:
+        cli.commands["prepare"].add_command(prepare_token_cls)

@@ -13,7 +13,13 @@ import numpy as np
 
 from tc.core.errors import ConfigError, DataError
 from tc.core.interfaces import Dataset, Task
-from tc.tasks.token_cls.settings import DEFAULT_PRETRAINED, TokenClsInput, bert_config, default_data_dir, pretrained_dir
+from tc.tasks.token_cls.settings import (
+    DEFAULT_PRETRAINED,
+    TokenClsInput,
+    bert_config,
+    default_data_dir,
+    pretrained_dir,
+)
 
 ASSET_LABELS = "label2id.json"
 ASSET_VOCAB = "vocab.txt"

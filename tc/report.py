@@ -1,0 +1,319 @@
+"""``tc report MODEL_DIR``: how a run went, from the files every run leaves in its model directory.
+
+Reads ``metrics.jsonl`` (training loss, learning rate and devel scores as the run logged them) and
+``eval_results*.json`` (the last evaluation of each split) and shows them as a PNG (loss and F1 curves
+plus a per-type precision/recall/F1 table) and as tables in the terminal. Nothing here knows the task:
+any task whose metrics carry ``f1`` (and optionally ``precision``, ``recall``, ``per_type``) is covered.
+The PNG needs matplotlib (``pip install 'tc[report]'``); without it the terminal report still works.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from tc.core.errors import DataError
+
+METRICS_FILE = "metrics.jsonl"
+RESULTS_GLOB = "eval_results*.json"
+DEFAULT_PNG = "report.png"
+SPLIT_ORDER = ("train", "devel", "dev", "validation", "test")
+INSTALL_HINT = "matplotlib is not installed, so no PNG was written: pip install 'tc[report]'"
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading the run
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class History:
+    """The run's curves, one point per step (a resumed run's re-logged steps replace the old ones)."""
+
+    train: list[dict[str, Any]] = field(default_factory=list)
+    evals: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    skipped_lines: list[int] = field(default_factory=list)
+
+    def best(self, split: str) -> dict[str, Any] | None:
+        points = self.evals.get(split) or []
+        return max(points, key=lambda p: (p["f1"], -p["step"])) if points else None
+
+    @property
+    def selection_split(self) -> str | None:
+        """The split evaluated during training (devel unless the run chose another)."""
+        return next(iter(sorted(self.evals, key=_split_rank)), None)
+
+
+def read_history(path: Path) -> History:
+    """Parse ``metrics.jsonl``; unreadable lines (a run killed mid-write) are skipped and counted."""
+    history = History()
+    if not path.is_file():
+        return history
+    train: dict[int, dict[str, Any]] = {}
+    evals: dict[str, dict[int, dict[str, Any]]] = {}
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                history.skipped_lines.append(number)
+                continue
+            if not isinstance(entry, dict) or not isinstance(entry.get("step"), int):
+                continue  # final-evaluation markers and anything without a step are not curve points
+            if "split" in entry and _is_number(entry.get("f1")):
+                evals.setdefault(str(entry["split"]), {})[entry["step"]] = entry
+            elif _is_number(entry.get("loss")):
+                train[entry["step"]] = entry
+    history.train = [train[s] for s in sorted(train)]
+    history.evals = {split: [points[s] for s in sorted(points)] for split, points in evals.items()}
+    return history
+
+
+def read_results(model_dir: Path) -> dict[str, dict[str, Any]]:
+    """Last evaluation per split from ``eval_results_<split>.json`` (``eval_results.json`` fills a gap)."""
+    results: dict[str, dict[str, Any]] = {}
+    for path in sorted(model_dir.glob(RESULTS_GLOB), key=lambda p: p.name == "eval_results.json"):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise DataError(f"{path}: unreadable evaluation results ({_first_line(exc)})") from None
+        if not isinstance(data, dict) or not _is_number(data.get("f1")):
+            raise DataError(f"{path}: expected a JSON object with an 'f1' score")
+        split = str(data.get("split") or path.stem.removeprefix("eval_results").lstrip("_") or "eval")
+        results.setdefault(split, data)
+    return dict(sorted(results.items(), key=lambda item: _split_rank(item[0])))
+
+
+def _split_rank(split: str) -> tuple[int, str]:
+    return (SPLIT_ORDER.index(split) if split in SPLIT_ORDER else len(SPLIT_ORDER), split)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables
+# ---------------------------------------------------------------------------------------------
+
+
+def score_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """(name, P, R, F1, support) per type, then the micro average; scores are percentages."""
+
+    def fmt(values: dict[str, Any], key: str) -> str:
+        value = values.get(key)
+        return f"{value:.2f}" if _is_number(value) else "-"
+
+    rows = []
+    for name, values in sorted((metrics.get("per_type") or {}).items()):
+        rows.append((str(name), fmt(values, "precision"), fmt(values, "recall"), fmt(values, "f1"),
+                     str(values.get("support", ""))))
+    support = metrics.get("entities", metrics.get("support", ""))
+    rows.append(("micro avg", fmt(metrics, "precision"), fmt(metrics, "recall"), fmt(metrics, "f1"), str(support)))
+    return rows
+
+
+def results_table(split: str, metrics: dict[str, Any]) -> Table:
+    step = f" (step {metrics['step']})" if "step" in metrics else ""
+    table = Table(title=f"{split} scores{step}", title_justify="left")
+    for column in ("type", "precision", "recall", "F1", "support"):
+        table.add_column(column, justify="left" if column == "type" else "right")
+    rows = score_rows(metrics)
+    for row in rows[:-1]:
+        table.add_row(*row)
+    table.add_row(*(f"[bold]{cell}" for cell in rows[-1]))
+    return table
+
+
+def summary(model_dir: Path, history: History, results: dict[str, dict[str, Any]]) -> str:
+    """One line: steps trained, last loss, best selection score and final scores."""
+    bits = [str(model_dir)]
+    if history.train:
+        last = history.train[-1]
+        bits.append(f"{last['step']} steps, last loss {last['loss']:.4f}")
+    split = history.selection_split
+    best = history.best(split) if split else None
+    if best is not None:
+        bits.append(f"best {split} F1 {best['f1']:.2f} at step {best['step']}")
+    bits += [f"{name} F1 {metrics['f1']:.2f}" for name, metrics in results.items() if name != split]
+    return " | ".join(bits)
+
+
+# ---------------------------------------------------------------------------------------------
+# The PNG
+# ---------------------------------------------------------------------------------------------
+
+
+def have_matplotlib() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def write_png(out: Path, title: str, history: History, results: dict[str, dict[str, Any]]) -> Path:
+    """Loss curve, evaluation curves and the per-type table in one image."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [(split, *row) for split, metrics in results.items() for row in score_rows(metrics)]
+    table_height = 0.6 + 0.32 * max(len(rows), 1)
+    fig = plt.figure(figsize=(13, 4.6 + table_height), dpi=110)
+    grid = fig.add_gridspec(2, 2, height_ratios=[4.2, table_height], hspace=0.35, wspace=0.38)
+    _plot_loss(fig.add_subplot(grid[0, 0]), history)
+    _plot_scores(fig.add_subplot(grid[0, 1]), history, results)
+    _plot_table(fig.add_subplot(grid[1, :]), rows)
+    fig.suptitle(title, fontsize=11, x=0.01, ha="left")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, bbox_inches="tight", facecolor="white")
+    plt.close(fig)
+    return out
+
+
+def _plot_loss(ax: Any, history: History) -> None:
+    ax.set_title("training loss", loc="left", fontsize=10)
+    ax.set_xlabel("step")
+    ax.grid(alpha=0.3)
+    if not history.train:
+        ax.text(0.5, 0.5, "no training steps in metrics.jsonl", ha="center", va="center", transform=ax.transAxes)
+        return
+    steps = [p["step"] for p in history.train]
+    losses = [p["loss"] for p in history.train]
+    ax.plot(steps, losses, color="tab:blue", alpha=0.35 if len(steps) > 20 else 1.0, lw=1, label="loss")
+    if len(steps) > 20:
+        ax.plot(steps, _ema(losses, 0.9), color="tab:blue", lw=2, label="loss (smoothed)")
+    ax.set_ylabel("loss")
+    lrs = [p.get("lr") for p in history.train]
+    if all(_is_number(v) for v in lrs):
+        lr_ax = ax.twinx()
+        lr_ax.plot(steps, lrs, color="grey", lw=1, ls="--", label="learning rate")
+        lr_ax.set_ylabel("learning rate", color="grey")
+        lr_ax.tick_params(axis="y", colors="grey")
+        lr_ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
+        handles = ax.get_legend_handles_labels()[0] + lr_ax.get_legend_handles_labels()[0]
+        ax.legend(handles=handles, loc="upper right", fontsize=8)
+    else:
+        ax.legend(loc="upper right", fontsize=8)
+
+
+def _ema(values: list[float], decay: float) -> list[float]:
+    out, current = [], values[0]
+    for value in values:
+        current = decay * current + (1 - decay) * value
+        out.append(current)
+    return out
+
+
+def _plot_scores(ax: Any, history: History, results: dict[str, dict[str, Any]]) -> None:
+    ax.set_title("evaluation (entity-level, %)", loc="left", fontsize=10)
+    ax.set_xlabel("step")
+    ax.grid(alpha=0.3)
+    colors = iter(("tab:orange", "tab:green", "tab:purple", "tab:brown"))
+    for split, points in sorted(history.evals.items(), key=lambda item: _split_rank(item[0])):
+        color = next(colors, "black")
+        steps = [p["step"] for p in points]
+        ax.plot(steps, [p["f1"] for p in points], marker="o", color=color, lw=2, label=f"{split} F1")
+        for key, style in (("precision", ":"), ("recall", "--")):
+            if all(_is_number(p.get(key)) for p in points):
+                ax.plot(steps, [p[key] for p in points], ls=style, color=color, lw=1, alpha=0.7,
+                        label=f"{split} {key}")
+        best = history.best(split)
+        if best is not None:
+            ax.scatter([best["step"]], [best["f1"]], marker="*", s=220, color=color, zorder=5, edgecolor="black")
+            right_half = best["step"] > (steps[0] + steps[-1]) / 2
+            ax.annotate(f"best {split} F1 {best['f1']:.2f} (step {best['step']})", (best["step"], best["f1"]),
+                        textcoords="offset points", xytext=(-10 if right_half else 10, 10),
+                        ha="right" if right_half else "left", fontsize=8)
+    for split, metrics in results.items():
+        if split in history.evals:
+            continue
+        ax.axhline(metrics["f1"], color=next(colors, "black"), ls="-.", lw=1.2, label=f"{split} F1 (final)")
+    if not ax.lines:
+        ax.text(0.5, 0.5, "no evaluations recorded", ha="center", va="center", transform=ax.transAxes)
+        return
+    ax.set_ylabel("score (%)")
+    highest = max((max(line.get_ydata(), default=0.0) for line in ax.lines), default=0.0)
+    ax.set_ylim(0, min(100.0, max(10.0, float(highest) * 1.15)))  # a run stuck at 0 F1 still reads as 0-10
+    ax.legend(loc="lower right", fontsize=8)
+
+
+def _plot_table(ax: Any, rows: list[tuple[str, ...]]) -> None:
+    ax.axis("off")
+    if not rows:
+        ax.text(0.5, 0.5, "no eval_results*.json in the model directory", ha="center", va="center")
+        return
+    columns = ("split", "type", "precision", "recall", "F1", "support")
+    table = ax.table(cellText=[list(r) for r in rows], colLabels=columns, loc="upper center", cellLoc="center",
+                     colLoc="center")
+    table.auto_set_font_size(False)
+    table.set_fontsize(9)
+    table.scale(1, 1.25)
+    for (row, _), cell in table.get_celld().items():
+        if row == 0:
+            cell.set_text_props(weight="bold")
+            cell.set_facecolor("#e8e8e8")
+        elif rows[row - 1][1] == "micro avg":
+            cell.set_text_props(weight="bold")
+            cell.set_facecolor("#f4f4f4")
+    ax.set_title("per-type scores (last evaluation of each split)", loc="left", fontsize=10)
+
+
+# ---------------------------------------------------------------------------------------------
+# Command
+# ---------------------------------------------------------------------------------------------
+
+
+def build_report(model_dir: Path, output: Path | None, console: Console) -> Path | None:
+    """Print the report and write the PNG (None when matplotlib is missing)."""
+    model_dir = Path(model_dir).expanduser()
+    if not model_dir.is_dir():
+        raise DataError(f"{model_dir}: model directory not found")
+    history = read_history(model_dir / METRICS_FILE)
+    results = read_results(model_dir)
+    if not history.train and not history.evals and not results:
+        raise DataError(f"{model_dir}: no {METRICS_FILE} or eval_results*.json to report on (train first)")
+    title = summary(model_dir, history, results)
+    console.print(title, highlight=False, soft_wrap=True, markup=False)
+    if history.skipped_lines:
+        lines = history.skipped_lines
+        console.print(f"[yellow]note:[/] skipped {len(lines)} unreadable line(s) of {METRICS_FILE} "
+                      f"(first: line {lines[0]})", highlight=False)
+    for split, metrics in results.items():
+        console.print(results_table(split, metrics))
+    if not have_matplotlib():
+        console.print(INSTALL_HINT, highlight=False, soft_wrap=True, markup=False)
+        return None
+    target = output or model_dir / DEFAULT_PNG
+    if target.is_dir():
+        raise DataError(f"{target}: is a directory; --output takes a .png file name")
+    try:
+        return write_png(target, title, history, results)
+    except OSError as exc:
+        raise DataError(f"{target}: cannot write ({exc.strerror or exc})") from None
+
+
+@click.command("report")
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.option("--output", "-o", type=click.Path(path_type=Path),
+              help=f"PNG to write (default: MODEL_DIR/{DEFAULT_PNG}).")
+def report(model_dir: Path, output: Path | None) -> None:
+    """Loss and F1 curves plus per-type scores of a run, as a PNG and terminal tables."""
+    written = build_report(model_dir, output, Console())
+    if written is not None:
+        click.echo(f"wrote {written}")

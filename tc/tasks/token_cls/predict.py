@@ -1,0 +1,435 @@
+"""Tag new text with a trained model directory: ``tc.load(model_dir).predict(["text", ...])``.
+
+A model directory is self-describing (weights, ``label2id.json``, ``vocab.txt``, ``tc_task.json``), so
+prediction needs neither the training config nor the data. Raw text is split into words the way BERT's
+basic tokenizer splits it (whitespace and punctuation), keeping each word's character span, so every
+predicted entity can be reported as an exact substring of the input. Words then go through the same
+``TokenClsDataset`` as training data: long documents are cut into windows of whole words (nothing is
+dropped) and the label of a word is read on its first subword, exactly as evaluation reads it. The model
+runs through a backend's runner, so prediction works on whatever hardware training did.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tc.core.errors import CheckpointError, TcError
+
+if TYPE_CHECKING:
+    import torch
+
+    from tc.core.interfaces import Backend, Runner
+    from tc.tasks.token_cls.data import LabelMap, Sentence, TokenClsDataset, WordPieceEncoder
+    from tc.tasks.token_cls.model import BertConfig
+
+BEST = "best_model.pt"
+LABELS_FILE = "label2id.json"
+VOCAB_FILE = "vocab.txt"
+TASK_FILE = "tc_task.json"
+DEFAULT_BATCH_SIZE = 32
+CHUNK_DOCUMENTS = 1024
+"""Documents featurised at once: bounds memory on huge inputs, yet gives length bucketing enough to sort."""
+UNTYPED = "ENTITY"
+"""Entity type reported for untyped labels (the seed scheme's plain B/I/O)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The model directory
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainedModel:
+    """Everything inference needs from a model directory, read and checked once."""
+
+    model_dir: Path
+    weights_path: Path
+    state: dict[str, torch.Tensor]
+    config: BertConfig
+    label_map: LabelMap
+    vocab_file: Path
+    do_lower_case: bool
+    max_sequence_length: int
+    label_scheme: str
+
+    def build_model(self) -> torch.nn.Module:
+        """The network with these weights; a checkpoint that does not fit the config is refused."""
+        from tc.core.checkpoint import apply_model_state
+        from tc.tasks.token_cls.model import BertForTokenClassification
+
+        model = BertForTokenClassification(self.config)
+        apply_model_state(model, self.state, strict=True, source=self.weights_path,
+                          labels=(None, list(self.label_map.labels)))
+        return model.eval()
+
+
+def read_task_info(model_dir: Path) -> dict[str, Any]:
+    """``tc_task.json``: tokenizer casing, trained sequence length and the model config."""
+    path = model_dir / TASK_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{path}: not found; is {model_dir} a tc token_cls model directory?")
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: unreadable ({_first_line(exc)})") from None
+    missing = [k for k in ("do_lower_case", "max_sequence_length", "model_config") if k not in info]
+    if missing:
+        raise CheckpointError(f"{path}: missing key {missing[0]!r}")
+    return info
+
+
+def weight_candidates(model_dir: Path, suffixes: Sequence[str] = (".pt",)) -> list[Path]:
+    """Where weights may be read from, best first: the devel-best model, then checkpoints newest first."""
+    from tc.core.checkpoint import list_checkpoints
+
+    found = [path for _, path in reversed(list_checkpoints(model_dir, set(suffixes)))]
+    best = model_dir / BEST
+    return [best, *found] if best.is_file() else found
+
+
+def read_weights(model_dir: Path, checkpoint: Path | None = None, suffixes: Sequence[str] = (".pt",),
+                 reader: Any = None) -> tuple[Path, dict[str, Any]]:
+    """(path, checkpoint dict) of an explicit checkpoint, else the first readable candidate.
+
+    A corrupt newest checkpoint falls back to the previous one, as resuming does; ``reader`` is a
+    backend's ``load_checkpoint`` (it also reads that backend's native checkpoint format).
+    """
+    from tc.core.checkpoint import load_file
+
+    read = reader or load_file
+    if checkpoint is not None:
+        return Path(checkpoint), read(Path(checkpoint))
+    candidates = weight_candidates(model_dir, suffixes)
+    if not candidates:
+        raise CheckpointError(f"{model_dir}: no {BEST} or checkpoint_<step>.pt to predict with (train first)")
+    first_error: CheckpointError | None = None
+    for path in candidates:
+        try:
+            return path, read(path)
+        except CheckpointError as exc:
+            first_error = first_error or exc
+    assert first_error is not None
+    raise first_error
+
+
+def load_trained_model(model_dir: str | Path, checkpoint: str | Path | None = None,
+                       suffixes: Sequence[str] = (".pt",), reader: Any = None) -> TrainedModel:
+    """Read weights, labels, vocabulary and task settings of a trained model directory."""
+    from tc.tasks.token_cls.data import LabelMap
+    from tc.tasks.token_cls.model import BertConfig
+
+    model_dir = Path(model_dir).expanduser()
+    if not model_dir.exists():
+        raise CheckpointError(f"{model_dir}: model directory not found")
+    if not model_dir.is_dir():
+        raise CheckpointError(f"{model_dir}: not a directory (expected a tc model directory)")
+    info = read_task_info(model_dir)
+    labels_path = model_dir / LABELS_FILE
+    if not labels_path.is_file():
+        raise CheckpointError(f"{labels_path}: not found; the label map is needed to name predictions")
+    vocab = model_dir / VOCAB_FILE
+    if not vocab.is_file():
+        raise CheckpointError(f"{vocab}: not found; the vocabulary is needed to tokenize input")
+    label_map = LabelMap.load(labels_path)
+    try:
+        config = BertConfig(**info["model_config"])
+    except TypeError as exc:
+        raise CheckpointError(f"{model_dir / TASK_FILE}: model_config does not fit this tc ({exc})") from None
+    if config.num_classes != len(label_map):
+        raise CheckpointError(f"{labels_path}: {len(label_map)} labels but the model has {config.num_classes} "
+                              "classes")
+    path, state = read_weights(model_dir, None if checkpoint is None else Path(checkpoint), suffixes, reader)
+    return TrainedModel(
+        model_dir=model_dir, weights_path=path, state=state["model"], config=config, label_map=label_map,
+        vocab_file=vocab, do_lower_case=bool(info["do_lower_case"]),
+        max_sequence_length=int(info["max_sequence_length"]), label_scheme=info.get("label_scheme", "typed"),
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
+# ---------------------------------------------------------------------------------------------
+# Words with character offsets
+# ---------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def _splitter() -> tuple[Any, Any]:
+    """BERT's cleaning (control characters, CJK spacing) and pre-tokenizer, without case or accent
+    changes: those are the WordPiece encoder's job, and leaving them out keeps offsets simple."""
+    from tokenizers import normalizers, pre_tokenizers
+
+    clean = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=False,
+                                       lowercase=False)
+    return clean, pre_tokenizers.BertPreTokenizer()
+
+
+def split_words(text: str) -> list[tuple[str, int, int]]:
+    """``(word, start, end)`` per word of ``text``, split like BERT's basic tokenizer.
+
+    ``start``/``end`` are character offsets into ``text``; characters BERT ignores (control and format
+    characters) fall between or inside words, never in a word of their own.
+    """
+    from tokenizers import PreTokenizedString
+
+    clean, pre_tokenizer = _splitter()
+    pieces = PreTokenizedString(text)
+    pieces.normalize(clean.normalize)
+    pre_tokenizer.pre_tokenize(pieces)
+    return [(word, start, end)
+            for word, (start, end), _ in pieces.get_splits(offset_referential="original", offset_type="char")]
+
+
+# ---------------------------------------------------------------------------------------------
+# Entities from word labels
+# ---------------------------------------------------------------------------------------------
+
+
+def _split_label(label: str) -> tuple[str, str]:
+    """IOB2 label -> (prefix, type); ``O`` and anything unexpected count as outside."""
+    if len(label) >= 1 and label[0] in "BI" and (len(label) == 1 or label[1] == "-"):
+        return label[0], label[2:] or UNTYPED
+    return "O", ""
+
+
+def word_spans(labels: Sequence[str]) -> list[tuple[int, int, str]]:
+    """``(first_word, last_word_exclusive, type)`` of each entity in IOB2 ``labels``.
+
+    Read as conlleval/seqeval read them: ``B-X`` opens an entity, ``I-X`` continues an open ``X``
+    entity and otherwise opens one, anything else closes.
+    """
+    spans: list[tuple[int, int, str]] = []
+    open_at, open_type = -1, ""
+    for i, label in enumerate(labels):
+        prefix, kind = _split_label(label)
+        continues = prefix == "I" and open_at >= 0 and kind == open_type
+        if continues:
+            continue
+        if open_at >= 0:
+            spans.append((open_at, i, open_type))
+            open_at = -1
+        if prefix != "O":
+            open_at, open_type = i, kind
+    if open_at >= 0:
+        spans.append((open_at, len(labels), open_type))
+    return spans
+
+
+def entities(text: str, words: Sequence[tuple[str, int, int]], labels: Sequence[str],
+             scores: np.ndarray) -> list[dict[str, Any]]:
+    """Entity dicts with character offsets into ``text``; ``score`` is the mean probability of the
+    predicted label over the entity's words (each read on the word's first subword)."""
+    found = []
+    for first, stop, kind in word_spans(labels):
+        start, end = words[first][1], words[stop - 1][2]
+        found.append({"start": start, "end": end, "type": kind, "text": text[start:end],
+                      "score": round(float(np.mean(scores[first:stop])), 4)})
+    return found
+
+
+# ---------------------------------------------------------------------------------------------
+# The predictor
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Tagged:
+    """Predicted IOB2 label and its probability for every word of one sentence or document."""
+
+    labels: list[str]
+    scores: np.ndarray
+
+
+@dataclass
+class Throughput:
+    """Work done so far, for the docs/s and words/s report."""
+
+    documents: int = 0
+    words: int = 0
+    windows: int = 0
+    seconds: float = 0.0
+
+    def describe(self) -> str:
+        secs = max(self.seconds, 1e-9)
+        return (f"{self.documents} documents, {self.words} words ({self.windows} windows) in {self.seconds:.2f} s: "
+                f"{self.documents / secs:.1f} docs/s, {self.words / secs:.0f} words/s")
+
+
+@dataclass
+class Predictor:
+    """A trained token_cls model ready to tag text, on any registered backend.
+
+    ``predict(texts)`` -> entity spans per text; ``predict_tokens(word_lists)`` -> one IOB2 label per
+    word. Build one with ``Predictor.from_model_dir`` (or ``tc.load``); ``close()`` releases the backend.
+    """
+
+    trained: TrainedModel
+    backend: Backend
+    runner: Runner
+    encoder: WordPieceEncoder
+    batch_size: int = DEFAULT_BATCH_SIZE
+    stats: Throughput = field(default_factory=Throughput)
+
+    # -- construction ------------------------------------------------------------------------
+    @classmethod
+    def from_model_dir(cls, model_dir: str | Path, backend: str = "cpu", checkpoint: str | Path | None = None,
+                       batch_size: int = DEFAULT_BATCH_SIZE, overrides: Sequence[str] = ()) -> Predictor:
+        """Load ``model_dir`` (best weights, else the newest checkpoint) onto ``backend``.
+
+        ``overrides`` are ``--set``-style ``section.key=value`` settings for the backend, e.g.
+        ``cpu.num_threads=2`` or ``runconfig.precision=bf16``.
+        """
+        from tc.tasks.token_cls.data import WordPieceEncoder
+
+        if batch_size < 1:
+            raise TcError(f"--batch-size {batch_size}: must be at least 1")
+        hardware = open_backend(backend, Path(model_dir), overrides)
+        try:
+            suffixes = (".pt", hardware.checkpoint_suffix)
+            trained = load_trained_model(model_dir, checkpoint, suffixes, hardware.load_checkpoint)
+            encoder = WordPieceEncoder(trained.vocab_file, do_lower_case=trained.do_lower_case)
+            if encoder.vocab_size != trained.config.vocab_size:
+                raise CheckpointError(f"{trained.vocab_file}: {encoder.vocab_size} entries but the model has "
+                                      f"{trained.config.vocab_size}")
+            runner = hardware.prepare(trained.build_model(), None)
+        except BaseException:
+            hardware.teardown()
+            raise
+        return cls(trained, hardware, runner, encoder, batch_size)
+
+    def close(self) -> None:
+        self.backend.teardown()
+
+    def __enter__(self) -> Predictor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.trained.label_map.labels
+
+    @property
+    def pad_to(self) -> int | None:
+        return self.trained.max_sequence_length if self.backend.static_shapes else None
+
+    # -- public API --------------------------------------------------------------------------
+    def predict(self, texts: Sequence[str]) -> list[list[dict[str, Any]]]:
+        """Entities of each text: ``{"start", "end", "type", "text", "score"}`` with ``text ==
+        texts[i][start:end]``; documents of any length (long ones are windowed)."""
+        _require_sequence(texts, "predict", "texts")
+        words = [split_words(text) for text in texts]
+        tagged = self.tag([[w for w, _, _ in doc] for doc in words])
+        return [entities(text, doc, t.labels, t.scores) for text, doc, t in zip(texts, words, tagged, strict=True)]
+
+    def predict_tokens(self, sentences: Sequence[Sequence[str]]) -> list[list[str]]:
+        """One IOB2 label per word of each pre-tokenized sentence."""
+        _require_sequence(sentences, "predict_tokens", "sentences")
+        for i, sentence in enumerate(sentences):
+            _require_sequence(sentence, "predict_tokens", f"sentences[{i}]")
+            bad = next((w for w in sentence if not isinstance(w, str)), None)
+            if bad is not None:
+                raise TypeError(f"predict_tokens(): sentences[{i}] holds {type(bad).__name__} {bad!r}, not a str")
+        return [t.labels for t in self.tag(sentences)]
+
+    def tag(self, sentences: Sequence[Sequence[str]]) -> list[Tagged]:
+        """Labels and probabilities per word, in chunks so that memory stays flat on huge inputs."""
+        out: list[Tagged] = []
+        for start in range(0, len(sentences), CHUNK_DOCUMENTS):
+            out.extend(self._tag_chunk(sentences[start : start + CHUNK_DOCUMENTS]))
+        return out
+
+    # -- internals ---------------------------------------------------------------------------
+    def _tag_chunk(self, sentences: Sequence[Sequence[str]]) -> list[Tagged]:
+        from tc.tasks.token_cls.data import Sentence
+
+        keep = [i for i, words in enumerate(sentences) if len(words)]
+        out = [Tagged([], np.zeros(0, dtype=np.float32)) for _ in sentences]
+        self.stats.documents += len(sentences)
+        if not keep:
+            return out
+        start = time.perf_counter()
+        rows = [Sentence(tuple(sentences[i]), None, "<input>") for i in keep]
+        dataset = self._dataset(rows)
+        labels, scores = self._run(dataset)
+        for slot, (lab, sc) in zip(keep, zip(labels, scores, strict=True), strict=True):
+            out[slot] = Tagged(lab, sc)
+        self.stats.words += dataset.num_words
+        self.stats.windows += len(dataset)
+        self.stats.seconds += time.perf_counter() - start
+        return out
+
+    def _dataset(self, sentences: list[Sentence]) -> TokenClsDataset:
+        from tc.tasks.token_cls.data import TokenClsDataset
+
+        return TokenClsDataset(sentences, self.encoder, self.trained.label_map, self.trained.max_sequence_length,
+                               scheme=self.trained.label_scheme)
+
+    def _run(self, dataset: TokenClsDataset) -> tuple[list[list[str]], list[np.ndarray]]:
+        """Run every window through the runner; per word: label name and its softmax probability."""
+        from tc.core.sampling import BatchPlan
+
+        plan = BatchPlan(dataset, self.batch_size, train=False, pad_to=self.pad_to)
+        predicted: dict[int, np.ndarray] = {}
+        confidence: dict[int, np.ndarray] = {}
+        for micro_batches in self.backend.batches(plan):
+            for batch in micro_batches:
+                probs = self.runner.eval_step(batch).float().softmax(-1)  # (B, T, C)
+                best, ids = probs.max(-1)
+                for row, index in enumerate(batch["index"].tolist()):
+                    length = int(dataset.lengths[index])
+                    predicted[index] = ids[row, :length].numpy()
+                    confidence[index] = best[row, :length].numpy()
+        labels = dataset.word_predictions(predicted)
+        flat = np.concatenate([confidence[row] for row in range(len(dataset))])[dataset.word_position]
+        bounds = dataset.word_offsets
+        return labels, [flat[bounds[i] : bounds[i + 1]] for i in range(len(bounds) - 1)]
+
+
+def _require_sequence(value: Any, method: str, name: str) -> None:
+    """A bare string is a sequence of characters: refuse it rather than tag every letter."""
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+        raise TypeError(f"{method}(): {name} must be a list, got {type(value).__name__} (wrap one item as [item])")
+
+
+def open_backend(name: str, model_dir: Path, overrides: Sequence[str] = ()) -> Backend:
+    """A set-up backend for inference, configured from defaults plus ``overrides``."""
+    from tc.core.config import load_run_config
+    from tc.core.errors import BackendUnavailable
+    from tc.plugins.manager import load_plugins
+    from tc.tasks.token_cls.task import TokenClassification
+
+    plugins = load_plugins()
+    backend_cls = plugins.backend(name)
+    available = backend_cls.is_available()
+    if not available.ok:
+        raise BackendUnavailable(f"backend {name!r} is not available here: {available.reason}")
+    sets = [*overrides, f"runconfig.model_dir={Path(model_dir).expanduser().resolve()}"]
+    cfg = load_run_config(TokenClassification, plugins.registry.models, plugins.registry.backends, None, sets)
+    backend = backend_cls(cfg)
+    backend.setup()
+    return backend
+
+
+def iter_chunks(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    """Consecutive lists of up to ``size`` items (streaming: the input is never held whole)."""
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

@@ -1,0 +1,125 @@
+"""Core pieces without a backend: the batch plan, config loading, optimizer schedule, metrics."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import f1_score
+
+from tc.core.config import OptimizerConfig, apply_override, load_raw, resolve_paths
+from tc.core.errors import ConfigError
+from tc.core.interfaces import OptimSpec, RankInfo
+from tc.core.sampling import BatchPlan
+from tc.tasks.token_cls.metrics import entity_scores, token_macro_f1
+
+
+class Rows:
+    """A stand-in dataset: only lengths and loss tokens matter to the plan."""
+
+    def __init__(self, n: int, seed: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        self.lengths = rng.integers(3, 100, size=n)
+        self.loss_tokens = self.lengths - 2
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+
+def epoch_rows(plan: BatchPlan, epoch: int) -> list[int]:
+    return [int(i) for b in plan.epoch_batches(epoch) for i in b]
+
+
+def test_plan_covers_every_row_once_per_epoch_and_reshuffles() -> None:
+    plan = BatchPlan(Rows(1000), 32, train=True, seed=5)
+    first, second = epoch_rows(plan, 0), epoch_rows(plan, 1)
+    assert sorted(first) == list(range(1000)) == sorted(second)
+    assert first != second
+    assert epoch_rows(BatchPlan(Rows(1000), 32, train=True, seed=5), 0) == first  # depends on (seed, epoch) only
+
+
+def test_bucketing_cuts_padding() -> None:
+    rows = Rows(2000)
+    def padded(bucket: bool) -> int:
+        plan = BatchPlan(rows, 32, train=True, seed=1, bucket=bucket)
+        return sum(len(b) * int(rows.lengths[b].max()) for b in plan.epoch_batches(0))
+    assert padded(True) < 0.7 * padded(False)
+
+
+def test_resume_position_continues_the_same_sequence() -> None:
+    rows = Rows(300)
+    full = [s.rows.tolist() for s in BatchPlan(rows, 16, train=True, seed=2, max_steps=50)]
+    per_epoch = BatchPlan(rows, 16, train=True).steps_per_epoch()
+    k = 23
+    tail = BatchPlan(rows, 16, train=True, seed=2, start_epoch=k // per_epoch, start_position=k % per_epoch,
+                     max_steps=50 - k)
+    assert [s.rows.tolist() for s in tail] == full[k:]
+
+
+@pytest.mark.parametrize(("world", "accum"), [(1, 1), (1, 4), (2, 1), (2, 2), (4, 2)])
+def test_rank_slices_partition_each_global_batch_and_shares_sum_to_one(world: int, accum: int) -> None:
+    rows = Rows(400)
+    for step in BatchPlan(rows, 32, train=True, seed=3, accum=accum, world_size=world, max_steps=20):
+        parts = [step.for_rank(RankInfo(r, world)) for r in range(world)]
+        seen = sorted(int(i) for p in parts for idx, _ in p for i in idx)
+        assert seen == sorted(step.rows.tolist())
+        assert sum(share for p in parts for _, share in p) == pytest.approx(1.0)
+        assert all(len(p) == accum for p in parts)
+
+
+def test_eval_plan_is_one_ordered_pass_and_pads_short_ranks() -> None:
+    rows = Rows(33)
+    plan = BatchPlan(rows, 8, train=False, world_size=4)
+    batches = list(plan)
+    assert sorted(int(i) for s in batches for i in s.rows) == list(range(33))
+    last = batches[-1]
+    assert len(last.rows) == 1 and all(len(last.for_rank(RankInfo(r, 4))[0][0]) == 1 for r in range(4))
+
+
+def test_lr_schedule_warmup_then_linear_decay() -> None:
+    spec = OptimSpec("adamw", 1e-3, 0.01, (0.9, 0.999), 1e-8, 0.9, warmup_steps=10, total_steps=110,
+                     schedule="linear", max_gradient_norm=1.0)
+    factors = [spec.lr_factor(s) for s in range(110)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert factors[10] == pytest.approx(1.0) and factors[109] == pytest.approx(0.01)
+    assert all(a >= b for a, b in itertools.pairwise(factors[10:]))
+
+
+def test_config_paths_resolve_against_the_yaml_folder(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    cfg = tmp_path / "sub" / "c.yaml"
+    cfg.write_text("train_input:\n  data_dir: ../data\n  batch_size: 8\n")
+    data, source = load_raw(cfg, ["train_input.vocab_file=v.txt", "runconfig.max_steps=5"])
+    assert data["train_input"]["data_dir"] == str((tmp_path / "data").resolve())
+    assert data["train_input"]["vocab_file"] == str(Path("v.txt").resolve())
+    assert data["runconfig"]["max_steps"] == 5 and source.endswith("+ --set")
+    assert resolve_paths({"a": {"x_file": "/abs"}}, tmp_path) == {"a": {"x_file": "/abs"}}
+
+
+def test_bad_overrides_and_yaml_are_one_line_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        apply_override({}, "train_input.batch_size")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train_input:\n  batch_size: [1,\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml:\d+: YAML syntax error"):
+        load_raw(bad)
+    assert OptimizerConfig(optimizer_type="AdamW").optimizer_type == "adamw"
+
+
+def test_token_macro_f1_matches_sklearn() -> None:
+    rng = np.random.default_rng(0)
+    gold, pred = rng.integers(0, 5, 500), rng.integers(0, 5, 500)
+    pred[:200] = gold[:200]
+    expected = 100 * f1_score(gold, pred, average="macro")
+    assert token_macro_f1(gold, pred, 5) == pytest.approx(expected, abs=1e-3)
+
+
+def test_entity_scores_per_type_and_micro() -> None:
+    gold = [["B-Chem", "I-Chem", "O", "B-Dis"], ["O", "B-Chem"]]
+    pred = [["B-Chem", "I-Chem", "O", "O"], ["O", "B-Dis"]]
+    scores = entity_scores(gold, pred)
+    assert scores["per_type"]["Chem"]["f1"] == pytest.approx(100 * 2 * 0.5 / 1.5, abs=1e-3)
+    assert scores["precision"] == pytest.approx(50.0) and scores["recall"] == pytest.approx(100 / 3, abs=1e-3)
+    assert scores["entities"] == 3
