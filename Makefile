@@ -20,7 +20,8 @@ demo: $(BIN)/.installed
 	$(BIN)/tc run --task token_cls --backend cpu
 
 test: $(BIN)/.installed
-	TC_CEREBRAS_PYTHON="$$(bash .ci/cerebras_env.sh | tail -n 1)" $(BIN)/python -m pytest -q -ra
+	cb="$$(bash .ci/cerebras_env.sh | tail -n 1)" && test -x "$$cb" && \
+	TC_CEREBRAS_PYTHON="$$cb" $(BIN)/python -m pytest -q -ra --durations=15
 	$(BIN)/ruff check tc tests examples bench
 
 lint: $(BIN)/.installed

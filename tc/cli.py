@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 import tc
@@ -64,7 +65,7 @@ def backends_list(as_json: bool) -> None:
     for column in ("name", "plugin", "available", "description"):
         table.add_column(column)
     for r in rows:
-        status = "[green]yes[/]" if r["available"] else f"[red]no[/]: {r['reason']}"
+        status = "[green]yes[/]" if r["available"] else f"[red]no[/]: {escape(r['reason'])}"
         alias = f" ({', '.join(r['aliases'])})" if r["aliases"] else ""
         table.add_row(r["name"] + alias, f"{r['plugin']} {r['version']}", status, r["description"])
     out.print(table)
@@ -115,7 +116,7 @@ def plugins_list(as_json: bool) -> None:
     for r in rows:
         table.add_row(r["name"], r["version"], ", ".join(r["hooks"]), "built-in" if r["builtin"] else "[green]loaded")
     for f in loaded.failures:
-        table.add_row(f.name, "", f.stage, f"[red]failed: {f.error}")
+        table.add_row(f.name, "", f.stage, f"[red]failed: {escape(f.error)}")
     out.print(table)
 
 
@@ -129,7 +130,8 @@ def _warn_failures(plugins: Any) -> None:
 
 def _warn(failures: list[Any]) -> None:
     for f in failures:
-        err.print(f"[yellow]warning:[/] plugin {f.name} failed ({f.stage}): {f.error}", highlight=False, soft_wrap=True)
+        err.print(f"[yellow]warning:[/] plugin {escape(f.name)} failed ({f.stage}): {escape(f.error)}",
+                  highlight=False, soft_wrap=True)
 
 
 # -- run -----------------------------------------------------------------------------------------
@@ -233,7 +235,7 @@ def main() -> None:
     except TcError as exc:
         if os.environ.get("TC_DEBUG"):
             err.print_exception()
-        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print("interrupted")

@@ -221,6 +221,13 @@ class Backend(ABC):
     def device_description(self) -> str:
         return "cpu"
 
+    def run_mode(self, mode: str, job: Any) -> None:
+        """Run a backend-specific ``--mode`` (one listed in ``modes`` beyond train/eval), e.g. the
+        cerebras backend's compile_only and validate_only. ``job`` is a ``tc.core.trainer.Job``."""
+        from tc.core.errors import ConfigError
+
+        raise ConfigError(f"--mode {mode}: the {self.name} backend has no such mode")
+
     def relaunch_command(self, argv: list[str]) -> list[str] | None:
         """A command that runs this same ``tc`` invocation on several processes (a launcher such as
         torchrun), or None to run in this process. ``argv`` is the original ``tc`` argument list."""

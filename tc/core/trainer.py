@@ -72,6 +72,9 @@ def run(job: Job, mode: str) -> dict[str, Any] | None:
     else:
         job.reporter.attach(job.model_dir)
     try:
+        if mode not in ("train", "eval", "train_and_eval"):
+            job.backend.run_mode(mode, job)
+            return None
         runner = fit(job) if mode in ("train", "train_and_eval") else None
         if mode in ("eval", "train_and_eval"):
             return final_evaluation(job, runner)
