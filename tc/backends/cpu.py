@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import Field
@@ -14,6 +15,17 @@ from tc.plugins import hookimpl
 
 if TYPE_CHECKING:
     import torch
+
+
+def native_bf16() -> bool:
+    """Whether the CPU has bf16 dot-product instructions (AVX512_BF16 or AMX). Without them oneDNN
+    emulates bf16 GEMMs: 1.3 GFLOP/s against 72 for fp32 on an AVX2-only EPYC core. Not Linux: unknown,
+    assume yes."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return True
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 class CpuConfig(Section):
@@ -31,7 +43,10 @@ class CpuBackend(Backend):
     def device_description(self) -> str:
         import torch
 
-        return f"cpu ({torch.get_num_threads()} threads, {self.cfg.runconfig.precision})"
+        precision = self.cfg.runconfig.precision
+        slow = precision == "bf16" and not native_bf16()
+        note = "; this CPU has no bf16 instructions, expect bf16 to be far slower than fp32" if slow else ""
+        return f"cpu ({torch.get_num_threads()} threads, {precision}{note})"
 
     def setup(self) -> None:
         import torch

@@ -14,7 +14,7 @@ import pickle
 import re
 import shutil
 import tempfile
-import zipfile
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,15 +45,29 @@ def atomic_save(obj: dict[str, Any], path: Path) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
         _fsync_dir(path.parent)
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        raise CheckpointError(f"{path}: could not write checkpoint ({exc.strerror or exc}); "
+        cause = _os_error(exc)
+        if cause is None:  # a RuntimeError that is not an I/O failure: a bug, keep its traceback
+            raise
+        raise CheckpointError(f"{path}: could not write checkpoint ({cause.strerror or cause}); "
                               "earlier checkpoints are untouched") from None
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _os_error(exc: BaseException) -> OSError | None:
+    """The OSError behind ``exc``: torch's zip writer reports a failed write (disk full, file size
+    limit) as a RuntimeError raised while handling the OSError, so look along the context chain."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -72,24 +86,39 @@ def load_file(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: checkpoint not found")
     if path.is_dir():
         raise CheckpointError(f"{path}: is a directory, not a tc checkpoint file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: checkpoint file is empty")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a plain or damaged pickle warns about its protocol before failing
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights only" in str(exc).lower() or "weights_only" in str(exc).lower():
-            raise CheckpointError(
-                f"{path}: refusing to load: the file contains pickled code, not just tensors"
-            ) from None
-        raise CheckpointError(f"{path}: corrupt checkpoint ({_first_line(exc)})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError, IndexError) as exc:
+        raise CheckpointError(_unpickling_message(path, exc)) from None
+    except Exception as exc:  # damaged bytes surface as almost any exception type inside torch.load
         raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({_first_line(exc)})") from None
     if not isinstance(obj, dict) or "model" not in obj:
         raise CheckpointError(f"{path}: not a tc checkpoint (no 'model' state)")
     return obj
 
 
+def _unpickling_message(path: Path, exc: pickle.UnpicklingError) -> str:
+    """Tell a file that pickles code (refused, never run) from one that is no torch file at all."""
+    text = str(exc)
+    culprit = re.search(r"GLOBAL ([\w.]+)", text)
+    if culprit or "add_safe_globals" in text:
+        named = f" (it references {culprit.group(1)})" if culprit else ""
+        return f"{path}: refusing to load: the file contains pickled code, not just tensors{named}"
+    detail = re.search(r"Unsupported operand \d+", text)
+    reason = detail.group(0) if detail else _first_line(exc)
+    return f"{path}: not a torch checkpoint file (the weights-only reader stopped: {reason})"
+
+
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
+    """The first sentence of ``exc``'s message: torch appends paragraphs of advice to its errors."""
+    text = re.sub(r"^\[enforce fail at [^\]]*\]\s*\.?\s*", "", str(exc).strip()).splitlines()
+    if not text or not text[0].strip():
+        return type(exc).__name__
+    return text[0].split(". ")[0].strip().rstrip(".")[:200]
 
 
 def list_checkpoints(model_dir: Path, suffixes: Iterable[str] = (".pt",)) -> list[tuple[int, Path]]:

@@ -5,6 +5,8 @@ backend its own optional section). Paths in a YAML file resolve against that fil
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,6 +17,8 @@ from tc.core.errors import ConfigError
 
 PATH_SUFFIXES = ("_dir", "_file", "_path")
 """Keys ending so are filesystem paths: relative ones resolve against the YAML file's folder."""
+RELATIVE_PREFIXES = ("./", "../")
+"""Values starting so are paths whatever their key (``model.pretrained: ../bert``, ``hostfile: ./hosts``)."""
 
 
 class Section(BaseModel):
@@ -94,10 +98,22 @@ def read_yaml(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, expected a YAML config file") from None
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not valid UTF-8 (byte 0x{exc.object[exc.start]:02x})") from None
+    except OSError as exc:
         raise ConfigError(f"{path}: cannot read config ({exc})") from None
     try:
         data = yaml.safe_load(text)
+    except yaml.constructor.ConstructorError as exc:  # e.g. !!python/object: safe_load builds no objects
+        mark = exc.problem_mark
+        where = f":{mark.line + 1}" if mark else ""
+        tag = re.search(r"tag '([^']*)'", exc.problem or "")
+        shown = tag.group(1).replace("tag:yaml.org,2002:", "!!") if tag else "this tag"
+        raise ConfigError(f"{path}{where}: YAML tag {shown} is not allowed; configs hold plain values only "
+                          "(tc reads them with yaml.safe_load)") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
@@ -111,14 +127,16 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 
 def resolve_paths(data: Any, base: Path) -> Any:
-    """Make relative path-valued keys (``*_dir``, ``*_file``, ``*_path``) absolute against ``base``."""
+    """Make relative paths (values of ``*_dir``, ``*_file``, ``*_path`` keys, and any value starting with
+    ``./`` or ``../``) absolute against ``base``, so a config means the same from any working directory."""
     if not isinstance(data, dict):
         return data
     out = {}
     for key, value in data.items():
         if isinstance(value, dict):
             value = resolve_paths(value, base)
-        elif isinstance(value, str) and str(key).endswith(PATH_SUFFIXES) and value:
+        elif isinstance(value, str) and value and (str(key).endswith(PATH_SUFFIXES)
+                                                   or value.startswith(RELATIVE_PREFIXES)):
             p = Path(value).expanduser()
             value = str(p if p.is_absolute() else (base / p).resolve())
         out[key] = value
@@ -173,17 +191,50 @@ def load_raw(path: Path | None, overrides: list[str] | tuple[str, ...] = ()) -> 
     return data, source
 
 
-def validate(schema: type[BaseModel], data: dict[str, Any], source: str) -> Any:
-    """Validate ``data`` against ``schema``; the error names the source and the key path."""
+def yaml_line(path: Path, loc: Sequence[Any]) -> int | None:
+    """1-based line of key ``loc`` (or of its deepest ancestor present) in a YAML file; None if absent.
+
+    Uses ``yaml.compose``: nodes with marks, nothing constructed."""
+    try:
+        node = yaml.compose(Path(path).read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    line = None
+    for part in loc:
+        if not isinstance(node, yaml.MappingNode):
+            break
+        match = next((v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == str(part)), None)
+        if match is None:
+            break
+        key = next(k for k, v in node.value if v is match)
+        line, node = key.start_mark.line + 1, match
+    return line
+
+
+def pinpoint(source: str, path: Path | None, overrides: Sequence[str], loc: Sequence[Any]) -> str:
+    """Where key ``loc`` came from: ``--set`` if an override set it, else ``file:line``, else ``source``."""
+    dotted = ".".join(str(p) for p in loc)
+    for assignment in overrides:
+        key = assignment.partition("=")[0].strip()
+        if dotted == key or dotted.startswith(key + ".") or key.startswith(dotted + "."):
+            return "--set"
+    line = None if path is None or not loc else yaml_line(path, loc)
+    return source if line is None else f"{path}:{line}"
+
+
+def validate(schema: type[BaseModel], data: dict[str, Any], source: str, path: Path | None = None,
+             overrides: Sequence[str] = ()) -> Any:
+    """Validate ``data`` against ``schema``; the error names the file and line (or the ``--set``) and
+    the key path."""
     unknown = [k for k in data if k not in schema.model_fields]
     if unknown:
-        raise ConfigError(
-            f"{source}: unknown section '{unknown[0]}' (valid: {', '.join(schema.model_fields)})"
-        )
+        where = pinpoint(source, path, overrides, [unknown[0]])
+        raise ConfigError(f"{where}: unknown section '{unknown[0]}' (valid: {', '.join(schema.model_fields)})")
     try:
         return schema.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, source)) from None
+        where = pinpoint(source, path, overrides, exc.errors()[0]["loc"])
+        raise ConfigError(format_validation_error(exc, where)) from None
 
 
 def load_run_config(
@@ -200,7 +251,7 @@ def load_run_config(
         raise ConfigError(f"{source}: model.name: unknown model {model_name!r} (valid: {', '.join(sorted(models))})")
     sections = {n: c.config_model for n, c in backends.items() if n == c.name and c.config_model is not None}
     schema = config_class(task_cls.input_config, models[model_name].config_model, sections)
-    return validate(schema, data, source)
+    return validate(schema, data, source, None if path is None else Path(path), overrides)
 
 
 def dump_config(cfg: BaseModel) -> str:

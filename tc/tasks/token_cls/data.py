@@ -23,7 +23,7 @@ import io
 import itertools
 import json
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -181,16 +181,14 @@ def read_prepared_csv(path: Path) -> list[Sentence]:
     """Sentences of a ``prepare`` CSV: columns ``tokens`` and (when labeled) ``labels``, space-joined."""
     path = Path(path)
     text = _read_text(path)
-    csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))
-    reader = csv.reader(io.StringIO(text))
-    header = next(reader, [])
+    rows = _csv_rows(path, text)
+    header = next(rows, (1, []))[1]
     if "tokens" not in header:
         raise DataError(f"{path}:1: CSV header {header} has no 'tokens' column")
     tok_col = header.index("tokens")
     lab_col = header.index("labels") if "labels" in header else None
     records: list[tuple[list[str], list[str] | None, int]] = []
-    for row in reader:
-        number = reader.line_num
+    for number, row in rows:
         if not any(cell.strip() for cell in row):
             continue
         if len(row) != len(header):
@@ -205,6 +203,17 @@ def read_prepared_csv(path: Path) -> list[Sentence]:
     if not records:
         raise DataError(f"{path}: no sentences")
     return _to_sentences(str(path), records, per_line=False)
+
+
+def _csv_rows(path: Path, text: str) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of each CSV record; a malformed record is a DataError naming its line."""
+    csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))
+    reader = csv.reader(io.StringIO(text))
+    try:
+        for row in reader:
+            yield reader.line_num, row
+    except csv.Error as exc:
+        raise DataError(f"{path}:{reader.line_num}: malformed CSV ({exc})") from None
 
 
 def write_prepared_csv(path: Path, sentences: Sequence[Sentence]) -> None:

@@ -106,6 +106,31 @@ PRESETS: dict[str, dict[str, Any]] = {
 # --------------------------------------------------------------------------------------------------
 
 
+def dropout(x: Tensor, p: float, training: bool) -> Tensor:
+    """Inverted dropout. On CPU the keep mask comes from ``rand_like(x) >= p``: cheaper than the
+    ``bernoulli_`` draw F.dropout makes there, and autograd keeps a 1-byte bool mask instead of a
+    4-byte float one. Elsewhere (CUDA's fused kernel, compiled or traced graphs) F.dropout as usual."""
+    if not training or p == 0.0:
+        return x
+    if x.device.type != "cpu" or torch.compiler.is_compiling():
+        return F.dropout(x, p, training=True)
+    return x * (torch.rand_like(x) >= p) * (1.0 / (1.0 - p))
+
+
+class Dropout(nn.Module):
+    """``nn.Dropout`` with :func:`dropout` (no parameters: state dicts are unchanged)."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        return dropout(x, self.p, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 class Embeddings(nn.Module):
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
@@ -114,7 +139,7 @@ class Embeddings(nn.Module):
         self.position = nn.Embedding(config.max_position_embeddings, h)
         self.token_type = nn.Embedding(config.type_vocab_size, h)
         self.norm = nn.LayerNorm(h, eps=config.layer_norm_epsilon)
-        self.dropout = nn.Dropout(config.embedding_dropout)
+        self.dropout = Dropout(config.embedding_dropout)
 
     def forward(self, input_ids: Tensor, token_type_ids: Tensor | None) -> Tensor:
         t = input_ids.shape[1]
@@ -143,10 +168,23 @@ class SelfAttention(nn.Module):
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, N, T, D), views
         if bias is not None and bias.dtype != q.dtype:  # autocast: q is bf16/fp16, bias fp32
             bias = bias.to(q.dtype)
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=bias, dropout_p=self.dropout if self.training else 0.0
-        )  # (B, N, T, D)
+        if self.training and self.dropout > 0 and x.device.type == "cpu" and not torch.compiler.is_compiling():
+            y = self._explicit(q, k, v, bias)
+        else:
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=bias, dropout_p=self.dropout if self.training else 0.0
+            )  # (B, N, T, D)
         return self.proj(y.transpose(1, 2).reshape(b, t, h))  # (B, T, H)
+
+    def _explicit(self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None) -> Tensor:
+        """Attention with dropout, written out for CPU training: there SDPA has no fused kernel with
+        dropout and takes its math path anyway, which adds a NaN-safe softmax pass (isneginf, all,
+        where) and a separate scaling of q and k. The bias is finite, so no row can be all -inf."""
+        scores = torch.matmul(q * q.shape[-1] ** -0.5, k.transpose(-1, -2))  # (B, N, T, T)
+        if bias is not None:
+            scores = scores + bias
+        probs = dropout(scores.softmax(dim=-1), self.dropout, True)
+        return torch.matmul(probs, v)  # (B, N, T, D)
 
 
 class FeedForward(nn.Module):
@@ -166,10 +204,10 @@ class Layer(nn.Module):
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
         self.attn = SelfAttention(config)
-        self.attn_dropout = nn.Dropout(config.dropout_rate)
+        self.attn_dropout = Dropout(config.dropout_rate)
         self.attn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_epsilon)
         self.ffn = FeedForward(config)
-        self.ffn_dropout = nn.Dropout(config.dropout_rate)
+        self.ffn_dropout = Dropout(config.dropout_rate)
         self.ffn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_epsilon)
 
     def forward(self, x: Tensor, bias: Tensor | None) -> Tensor:
@@ -214,7 +252,7 @@ class BertForTokenClassification(nn.Module):
         self.config = config
         self.embeddings = Embeddings(config)
         self.encoder = Encoder(config)
-        self.dropout = nn.Dropout(config.encoder_output_dropout_rate)
+        self.dropout = Dropout(config.encoder_output_dropout_rate)
         self.classifier = nn.Linear(config.hidden_size, config.num_classes)
         self.apply(self._init_weights)
 
@@ -518,6 +556,7 @@ __all__ = [
     "PRESETS",
     "BertConfig",
     "BertForTokenClassification",
+    "Dropout",
     "attention_bias",
     "bert_config_to_hf",
     "from_hf_state_dict",

