@@ -161,9 +161,6 @@ def run(task_name: str, backend_name: str, config: Path | None, mode: str, model
         hostfile: Path | None, overrides: tuple[str, ...], dry_run: bool, quiet: bool, as_json: bool) -> None:
     """Train and/or evaluate TASK on BACKEND with one shared loop."""
     from tc.core.config import load_run_config
-    from tc.core.reporting import Reporter
-    from tc.core.trainer import Job
-    from tc.core.trainer import run as run_job
 
     plugins = _plugins()
     task_cls = plugins.task(task_name)
@@ -191,6 +188,10 @@ def run(task_name: str, backend_name: str, config: Path | None, mode: str, model
             sys.stdout.flush()
             sys.stderr.flush()
             os.execv(command[0], command)
+    from tc.core.reporting import Reporter
+    from tc.core.trainer import Job
+    from tc.core.trainer import run as run_job
+
     task = task_cls(cfg)
     reporter = Reporter(console=err, quiet=quiet)
     if dry_run:

@@ -794,11 +794,22 @@ def write_mdl(state: dict[str, Any], path: Path) -> None:
         raise CheckpointError(f"{path}: could not write checkpoint ({exc.strerror or exc})") from None
 
 
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
 def read_mdl(path: Path) -> dict[str, Any]:
     import cerebras.pytorch as cstorch
 
     if not path.exists():
         raise CheckpointError(f"{path}: checkpoint not found")
+    beside = path.with_suffix(".pt")
+    if beside.exists():  # tc writes a weights-only twin of every .mdl: read that, never unpickle
+        from tc.core.checkpoint import load_file
+
+        return load_file(beside)
+    with path.open("rb") as f:
+        if f.read(8) != HDF5_SIGNATURE:  # cstorch.load falls back to an unsafe torch.load otherwise
+            raise CheckpointError(f"{path}: refusing to load: not an HDF5 cstorch checkpoint")
     try:
         state = materialize(cstorch.load(str(path)))
     except Exception as exc:  # cstorch raises ValueError, OSError or RuntimeError for bad files

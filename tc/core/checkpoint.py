@@ -62,11 +62,13 @@ def atomic_save(obj: dict[str, Any], path: Path) -> None:
 def _os_error(exc: BaseException) -> OSError | None:
     """The OSError behind ``exc``: torch's zip writer reports a failed write (disk full, file size
     limit) as a RuntimeError raised while handling the OSError, so look along the context chain."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, OSError):
-            return seen
-        seen = seen.__cause__ or seen.__context__
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        if isinstance(current, OSError):
+            return current
+        chain.append(current)
+        current = current.__cause__ or current.__context__
     return None
 
 

@@ -29,7 +29,7 @@ class Section(BaseModel):
 
 class OptimizerConfig(Section):
     optimizer_type: Literal["adamw", "adam", "sgd"] = "adamw"
-    learning_rate: float = Field(1e-4, gt=0)
+    learning_rate: float = Field(2e-4, gt=0)
     weight_decay: float = Field(0.01, ge=0)
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
@@ -48,7 +48,8 @@ class OptimizerConfig(Section):
 class RunSettings(Section):
     model_dir: Path = Path("model_dir")
     max_steps: int | None = Field(None, gt=0)
-    num_epochs: float | None = Field(None, gt=0)
+    num_epochs: float | None = Field(6.0, gt=0)
+    """Used when max_steps is not set."""
     log_steps: int = Field(50, gt=0)
     eval_frequency: int | None = Field(None, gt=0)
     """Steps between devel evaluations; None evaluates at the end of each epoch."""

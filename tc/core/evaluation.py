@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,8 @@ def evaluate(
 def write_results(model_dir: Path, metrics: dict[str, Any]) -> Path:
     """``eval_results.json`` (latest evaluation) plus a per-split copy, written atomically."""
     target = model_dir / "eval_results.json"
-    for path in (target, model_dir / f"eval_results_{metrics.get('split', 'eval')}.json"):
+    split = re.sub(r"[^\w.-]+", "_", Path(str(metrics.get("split", "eval"))).stem) or "eval"
+    for path in (target, model_dir / f"eval_results_{split}.json"):
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(json.dumps(metrics, indent=2, default=str) + "\n", encoding="utf-8")
         os.replace(tmp, path)

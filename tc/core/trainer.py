@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from rich.markup import escape
 
 from tc.core import checkpoint as ckpt
 from tc.core.config import dump_config
@@ -29,7 +30,7 @@ from tc.core.reporting import Reporter
 from tc.core.sampling import BatchPlan
 
 BEST = "best_model.pt"
-DEFAULT_EPOCHS = 3.0
+DEFAULT_EPOCHS = 6.0
 
 
 @dataclass
@@ -85,6 +86,8 @@ def run(job: Job, mode: str) -> dict[str, Any] | None:
 
 
 def prepare_model_dir(model_dir: Path) -> None:
+    if model_dir.exists() and not model_dir.is_dir():
+        raise ConfigError(f"runconfig.model_dir: {model_dir} is a file, not a directory")
     try:
         model_dir.mkdir(parents=True, exist_ok=True)
         probe = model_dir / ".tc-write-test"
@@ -148,7 +151,7 @@ def latest_good(job: Job) -> Start:
         try:
             state = job.backend.load_checkpoint(path)
         except CheckpointError as exc:
-            job.reporter.info(f"[yellow]warning:[/] {exc}; trying the previous checkpoint")
+            job.reporter.info(f"[yellow]warning:[/] {escape(str(exc))}; trying the previous checkpoint")
             continue
         return Start(path, set(ckpt.PARTS), state)
     return Start()

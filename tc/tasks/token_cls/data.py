@@ -117,7 +117,7 @@ def _read_text(path: Path) -> str:
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise DataError(f"{path}:{line}: not valid UTF-8 (byte 0x{data[exc.start]:02x})") from None
-    if not text.strip():
+    if not text.strip(_LINE_SPACE):  # not str.strip(): \x1f, \x85, \xa0... can be tokens
         raise DataError(f"{path}: file is empty")
     return text
 
@@ -189,7 +189,7 @@ def read_prepared_csv(path: Path) -> list[Sentence]:
     lab_col = header.index("labels") if "labels" in header else None
     records: list[tuple[list[str], list[str] | None, int]] = []
     for number, row in rows:
-        if not any(cell.strip() for cell in row):
+        if not any(cell.strip(_LINE_SPACE) for cell in row):
             continue
         if len(row) != len(header):
             raise DataError(f"{path}:{number}: {len(row)} fields, the header has {len(header)}")
