@@ -285,7 +285,7 @@ def test_prepare_into_an_unwritable_output_dir(tmp_path: Path) -> None:
     target = write(tmp_path / "file", "") / "prepared"
     proc = run_tc("prepare", "token_cls", "--data-dir", str(data), "--output-dir", str(target))
     assert proc.returncode == 2
-    assert error_line(proc) == f"{target}: output directory is not writable (Not a directory)"
+    assert error_line(proc) == f"--output-dir: {target} is not writable (Not a directory)"
 
 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:

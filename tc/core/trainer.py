@@ -25,6 +25,7 @@ from tc.core import checkpoint as ckpt
 from tc.core.config import dump_config
 from tc.core.errors import CheckpointError, ConfigError, TrainingAborted
 from tc.core.evaluation import evaluate, write_results
+from tc.core.fs import ensure_writable_dir
 from tc.core.interfaces import Backend, OptimSpec, Runner, Task
 from tc.core.reporting import Reporter
 from tc.core.sampling import BatchPlan
@@ -66,7 +67,7 @@ class Start:
 
 def run(job: Job, mode: str) -> dict[str, Any] | None:
     """Train and/or evaluate as ``mode`` says; returns the final evaluation metrics, if any."""
-    prepare_model_dir(job.model_dir)
+    ensure_writable_dir(job.model_dir, "runconfig.model_dir")
     job.backend.setup()
     if not job.backend.ranks.is_main:
         job.reporter = Reporter(enabled=False)
@@ -83,18 +84,6 @@ def run(job: Job, mode: str) -> dict[str, Any] | None:
     finally:
         job.reporter.close()
         job.backend.teardown()
-
-
-def prepare_model_dir(model_dir: Path) -> None:
-    if model_dir.exists() and not model_dir.is_dir():
-        raise ConfigError(f"runconfig.model_dir: {model_dir} is a file, not a directory")
-    try:
-        model_dir.mkdir(parents=True, exist_ok=True)
-        probe = model_dir / ".tc-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise ConfigError(f"runconfig.model_dir: {model_dir} is not writable ({exc.strerror or exc})") from None
 
 
 def seed_everything(seed: int) -> None:
@@ -269,9 +258,10 @@ def fit(job: Job) -> Runner:
                 window_t, window_rows = time.perf_counter(), 0
             evaluated = improved = False
             if selection_set is not None and (step % eval_every == 0 or step == total):
+                eval_start = time.perf_counter()
                 improved = _select(job, runner, selection_set, selection, step)
                 evaluated = True
-                window_t = time.perf_counter()
+                window_t += time.perf_counter() - eval_start  # throughput counts training time only
             patience_out = bool(rc.early_stopping_patience) and selection.bad_evals >= rc.early_stopping_patience
             due = (rc.checkpoint_steps and step % rc.checkpoint_steps == 0) or step == total
             stopping = backend.agree(stop.signal is not None)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tc.core.errors import ConfigError, DataError
+from tc.core.fs import ensure_writable_dir
 from tc.tasks.token_cls.data import (
     SCHEMES,
     LabelMap,
@@ -51,7 +52,7 @@ def prepare(data_dir: Path, vocab_file: Path, output_dir: Path, do_lower_case: b
     for split, (source, sentences) in splits.items():
         dataset = TokenClsDataset(sentences, encoder, label_map, max_seq_length, scheme=label_scheme)
         summaries[split] = _summary(source, dataset)
-    _make_output_dir(output_dir)
+    ensure_writable_dir(output_dir, "--output-dir")
     for split, (_, sentences) in splits.items():
         write_prepared_csv(output_dir / f"{split}.csv", sentences)
     label_map.save(output_dir / LABEL_FILE)
@@ -83,17 +84,6 @@ def _read_splits(data_dir: Path) -> dict[str, tuple[Path, list[Sentence]]]:
     if found["train"] is None:
         load_split(data_dir, "train")  # raises the DataError that names what was looked for
     return {split: (path, load_split(data_dir, split)) for split, path in found.items() if path is not None}
-
-
-def _make_output_dir(output_dir: Path) -> None:
-    """Create ``output_dir`` up front: a path through a file or a read-only place is a one-line error."""
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        probe = output_dir / ".tc-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise ConfigError(f"{output_dir}: output directory is not writable ({exc.strerror or exc})") from None
 
 
 def _summary(source: Path, dataset: TokenClsDataset) -> dict[str, Any]:
