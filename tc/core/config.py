@@ -48,7 +48,7 @@ class OptimizerConfig(Section):
 class RunSettings(Section):
     model_dir: Path = Path("model_dir")
     max_steps: int | None = Field(None, gt=0)
-    num_epochs: float | None = Field(6.0, gt=0)
+    num_epochs: float | None = Field(7.0, gt=0)
     """Used when max_steps is not set."""
     log_steps: int = Field(50, gt=0)
     eval_frequency: int | None = Field(None, gt=0)

@@ -31,7 +31,7 @@ from tc.core.reporting import Reporter
 from tc.core.sampling import BatchPlan
 
 BEST = "best_model.pt"
-DEFAULT_EPOCHS = 6.0
+DEFAULT_EPOCHS = 7.0
 
 
 @dataclass
@@ -265,11 +265,13 @@ def fit(job: Job) -> Runner:
             patience_out = bool(rc.early_stopping_patience) and selection.bad_evals >= rc.early_stopping_patience
             due = (rc.checkpoint_steps and step % rc.checkpoint_steps == 0) or step == total
             stopping = backend.agree(stop.signal is not None)
+            if improved:  # written before the checkpoint that records best_step
+                weights = runner.state_dict()["model"]  # on every rank: ZeRO-3 gathers collectively
+                if backend.ranks.is_main:
+                    ckpt.atomic_save({"model": weights, "meta": task.meta(), "global_step": step,
+                                      "f1": selection.best_f1}, job.model_dir / BEST)
             if due or evaluated or stopping or patience_out:
                 last_ckpt = save(job, runner, step, epoch, pos, selection)
-            if improved and backend.ranks.is_main:
-                ckpt.atomic_save({"model": runner.state_dict()["model"], "meta": task.meta(),
-                                  "global_step": step, "f1": selection.best_f1}, job.model_dir / BEST)
             if stopping:
                 rep.stop_training()
                 name = stop.signal or "SIGTERM"  # another rank was signalled
