@@ -22,7 +22,7 @@ import torch
 from rich.markup import escape
 
 from tc.core import checkpoint as ckpt
-from tc.core.config import dump_config
+from tc.core.config import RunSettings, dump_config
 from tc.core.errors import CheckpointError, ConfigError, TrainingAborted
 from tc.core.evaluation import evaluate, write_results
 from tc.core.fs import ensure_writable_dir
@@ -31,7 +31,6 @@ from tc.core.reporting import Reporter
 from tc.core.sampling import BatchPlan
 
 BEST = "best_model.pt"
-DEFAULT_EPOCHS = 7.0
 
 
 @dataclass
@@ -113,13 +112,18 @@ def find_start(job: Job, model: torch.nn.Module) -> Start:
             return start
         job.reporter.info(f"resuming from {start.path}")
     if "model" in start.parts:
-        report = ckpt.apply_model_state(
-            model, start.state["model"], strict=not rc.disable_strict_checkpoint_loading,
-            source=start.path, labels=(start.state.get("meta", {}).get("labels"), job.task.meta().get("labels")),
-        )
-        if not report.clean:
-            job.reporter.show(skipped_table(report))
+        load_weights(job, model, start.state, start.path)
     return start
+
+
+def load_weights(job: Job, model: torch.nn.Module, state: dict[str, Any], path: Path) -> None:
+    """Apply ``state["model"]`` with the run's strictness; show what non-strict loading skipped."""
+    report = ckpt.apply_model_state(
+        model, state["model"], strict=not job.cfg.runconfig.disable_strict_checkpoint_loading, source=path,
+        labels=(state.get("meta", {}).get("labels"), job.task.meta().get("labels")),
+    )
+    if not report.clean:
+        job.reporter.show(skipped_table(report))
 
 
 def read_checkpoint(job: Job, path: Path) -> dict[str, Any]:
@@ -216,7 +220,7 @@ def fit(job: Job) -> Runner:
     per_epoch = plan.steps_per_epoch()
     if per_epoch == 0:
         raise ConfigError(f"train_input.batch_size={ti.batch_size} is larger than the {len(train_set)} training rows")
-    total = rc.max_steps or math.ceil((rc.num_epochs or DEFAULT_EPOCHS) * per_epoch)
+    total = rc.max_steps or math.ceil((rc.num_epochs or RunSettings.model_fields["num_epochs"].default) * per_epoch)
     runner = backend.prepare(model, optim_spec(cfg, total))
 
     state, parts = start.state, start.parts
@@ -355,12 +359,7 @@ def runner_for_eval(job: Job) -> Runner:
                 f"{job.model_dir}: no checkpoint to evaluate (train first, or pass --checkpoint-path)"
             )
         path, state = start.path, start.state
-    report = ckpt.apply_model_state(
-        model, state["model"], strict=not rc.disable_strict_checkpoint_loading, source=path,
-        labels=(state.get("meta", {}).get("labels"), job.task.meta().get("labels")),
-    )
-    if not report.clean:
-        job.reporter.show(skipped_table(report))
+    load_weights(job, model, state, path)
     job.reporter.info(f"evaluating weights from {path}")
     return job.backend.prepare(model, None)
 
