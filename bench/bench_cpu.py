@@ -7,7 +7,7 @@ BENCHMARKS.md) and writes the raw numbers to bench/results/<stamp>.json.
 
     python bench/bench_cpu.py                 # throughput: 10 untimed + 150 timed steps, full test split
     python bench/bench_cpu.py --quick         # harness smoke run: a few steps, 256 test sentences
-    python bench/bench_cpu.py --quality       # full recipes (3 epochs, devel selection): F1 (hours on CPU)
+    python bench/bench_cpu.py --quality       # full run_ner recipe on both sides (3 epochs): test F1 (~20 min)
     python bench/bench_cpu.py --device cuda --model bert_base --seq 128 --precision bf16   # GPU
 """
 
@@ -58,6 +58,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--test-sentences", type=int, default=None,
                    help="first N sentences of the evaluation splits (test; devel too in --quality)")
     p.add_argument("--epochs", type=float, default=3.0, help="--quality: epochs of both recipes")
+    p.add_argument("--learning-rate", type=float, default=5e-5, help="peak lr of both sides (run_ner's 5e-5)")
+    p.add_argument("--seed", type=int, default=0, help="seed of both sides")
+    p.add_argument("--select", action="store_true",
+                   help="--quality: evaluate devel every epoch and test the best epoch (default: the last)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads for both sides (default: all cores)")
     p.add_argument("--sides", default="tc,peer", help="comma list of tc, peer")
     p.add_argument("--repeats", type=int, default=1, help="run each side N times, alternating; best is reported")
@@ -70,7 +74,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def recipe_from(args: argparse.Namespace, work_dir: Path) -> Recipe:
     precision = args.precision or ("bf16" if args.device == "cuda" else "fp32")
     recipe = Recipe(device=args.device, model=args.model, precision=precision, seq=args.seq,
-                    batch_size=args.batch_size, padding=args.padding, work_dir=str(work_dir))
+                    batch_size=args.batch_size, padding=args.padding, work_dir=str(work_dir),
+                    learning_rate=args.learning_rate, seed=args.seed, select=args.select)
     if args.threads:
         recipe.threads = args.threads
     if args.quick:
@@ -191,7 +196,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"- recipe: {r['model']} on {Path(r['data_dir']).name}, {r['device']} {r['precision']}, "
         f"{r['threads']} threads, batch {r['batch_size']}, max len {r['seq']}, lr {r['learning_rate']}, "
         f"warmup {r['warmup_ratio']:.0%}, weight decay {r['weight_decay']}, clip {r['max_grad_norm']}, "
-        + (f"{r['epochs']:g} epochs with devel selection" if r["timed_steps"] is None
+        + (f"seed {r['seed']}, {r['epochs']:g} epochs, "
+           + ("best devel epoch tested" if r.get("select") else "last weights tested")
+           if r["timed_steps"] is None
            else f"{r['untimed_steps']} untimed + {r['timed_steps']} timed steps")
         + (f", first {r['test_sentences']} test sentences" if r["test_sentences"] else ", full test split"),
         f"- matmul peak ({peak['dtype']}, {peak['square']['shape'][0]}^3, {peak['threads']} threads): "

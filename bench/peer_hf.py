@@ -112,7 +112,7 @@ def build_model(recipe: Recipe, labels: list[str]) -> Any:
 def training_args(recipe: Recipe, output_dir: Path) -> Any:
     from transformers import TrainingArguments
 
-    quality = recipe.quality
+    select = recipe.selects
     return TrainingArguments(
         output_dir=str(output_dir),
         per_device_train_batch_size=recipe.batch_size,
@@ -125,12 +125,12 @@ def training_args(recipe: Recipe, output_dir: Path) -> Any:
         max_steps=recipe.total_steps or -1,
         num_train_epochs=recipe.epochs,
         seed=recipe.seed,
-        # quality: pick the best devel epoch, as tc does (tc evaluates devel once per epoch by default)
-        eval_strategy="epoch" if quality else "no",
-        save_strategy="epoch" if quality else "no",
-        save_total_limit=2 if quality else None,
-        load_best_model_at_end=quality,
-        metric_for_best_model="f1" if quality else None,
+        # --select: pick the best devel epoch, as tc does (tc evaluates devel once per epoch by default)
+        eval_strategy="epoch" if select else "no",
+        save_strategy="epoch" if select else "no",
+        save_total_limit=2 if select else None,
+        load_best_model_at_end=select,
+        metric_for_best_model="f1" if select else None,
         logging_steps=50,
         report_to="none",
         disable_tqdm=True,
@@ -164,7 +164,7 @@ def main() -> None:
     label2id = {x: i for i, x in enumerate(labels)}
     tokenizer = AutoTokenizer.from_pretrained(str(minilm_dir()))
     train_ds = encode(tokenizer, train_sents, label2id, recipe.seq)
-    devel_ds = encode(tokenizer, devel_sents, label2id, recipe.seq) if recipe.quality else None
+    devel_ds = encode(tokenizer, devel_sents, label2id, recipe.seq) if recipe.selects else None
     test_ds = encode(tokenizer, test_sents, label2id, recipe.seq)
     clock = StepClock(untimed=recipe.untimed_steps)
 
@@ -199,7 +199,7 @@ def main() -> None:
         eval_dataset=devel_ds,
         data_collator=DataCollatorForTokenClassification(tokenizer),
         processing_class=tokenizer,
-        compute_metrics=devel_f1 if recipe.quality else None,
+        compute_metrics=devel_f1 if recipe.selects else None,
         callbacks=[StepMarks()],
     )
     print(f"[peer] transformers Trainer, {len(train_ds)} train sentences, device {trainer.args.device}",

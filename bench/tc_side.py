@@ -41,6 +41,8 @@ def overrides(recipe: Recipe, model_dir: Path) -> list[str]:
         sets.append(f"runconfig.num_threads={recipe.threads}")
     if recipe.quality:
         sets.append(f"runconfig.num_epochs={recipe.epochs}")
+        if not recipe.selects:
+            sets.append("runconfig.selection_split=null")
     else:  # throughput: a fixed number of steps, no devel evaluation in between
         sets += [f"runconfig.max_steps={recipe.total_steps}", "runconfig.selection_split=null"]
     if recipe.test_sentences:
