@@ -12,6 +12,8 @@ init, batch order, dropout masks) and the batch plan (tc windows long sentences,
 from __future__ import annotations
 
 import argparse
+import math
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -19,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from common import DATA_DIR, minilm_dir
+from common import DATA_DIR, Recipe, minilm_dir
 from peer_hf import encode, read_tsv, seqeval_f1, word_predictions
 from profile_step import tc_task
 
@@ -59,27 +61,33 @@ def check_step(steps: int) -> None:
     from transformers import AutoModelForTokenClassification, get_linear_schedule_with_warmup
 
     from tc.backends.eager import EagerRunner
-    from tc.core.interfaces import OptimSpec
     from tc.core.sampling import BatchPlan
+    from tc.core.trainer import optim_spec
     from tc.tasks.token_cls import model as bert
 
+    recipe = Recipe()  # run_ner's recipe, as bench_cpu.py --quality runs it
     off = ["model.dropout_rate=0", "model.attention_dropout_rate=0", "model.encoder_output_dropout_rate=0"]
-    task, cfg = tc_task(off)
+    task, cfg = tc_task([*off, f"optimizer.learning_rate={recipe.learning_rate}",
+                         f"optimizer.weight_decay={recipe.weight_decay}",
+                         f"optimizer.warmup_ratio={recipe.warmup_ratio}",
+                         f"optimizer.max_gradient_norm={recipe.max_grad_norm}"])
     data = task.dataset("train")
     plan = BatchPlan(data, cfg.train_input.batch_size, train=True, seed=0)
-    total, warmup = 432, 44  # the run_ner recipe's schedule on BC5CDR-chem
+    total = math.ceil(plan.steps_per_epoch() * recipe.epochs)
+    spec = optim_spec(cfg, total)  # tc's own schedule, warm-up steps rounded as tc rounds them
+    torch.manual_seed(recipe.seed)  # the random head, as tc seeds it before building the model
     ours = task.build_model()
     theirs = AutoModelForTokenClassification.from_pretrained(
         str(minilm_dir()), num_labels=ours.config.num_classes, hidden_dropout_prob=0.0,
         attention_probs_dropout_prob=0.0)
     theirs.load_state_dict(bert.to_hf_state_dict(ours.state_dict()))  # same random head on both sides
-    spec = OptimSpec("adamw", 5e-5, 0.01, (0.9, 0.999), 1e-8, 0.9, warmup, total, "linear", 1.0)
     runner = EagerRunner(ours, spec, torch.device("cpu"))
     decay = [n for n, _ in theirs.named_parameters() if "bias" not in n and "LayerNorm" not in n]
-    groups = [{"params": [p for n, p in theirs.named_parameters() if n in decay], "weight_decay": 0.01},
+    groups = [{"params": [p for n, p in theirs.named_parameters() if n in decay], "weight_decay": recipe.weight_decay},
               {"params": [p for n, p in theirs.named_parameters() if n not in decay], "weight_decay": 0.0}]
-    optimizer = torch.optim.AdamW(groups, lr=5e-5, eps=1e-8)
-    schedule = get_linear_schedule_with_warmup(optimizer, warmup, total)
+    optimizer = torch.optim.AdamW(groups, lr=recipe.learning_rate, eps=1e-8)
+    # the Trainer's warm-up from a ratio: ceil(ratio * total)
+    schedule = get_linear_schedule_with_warmup(optimizer, math.ceil(recipe.warmup_ratio * total), total)
     theirs.train()
     print("step  tc loss   hf loss   tc lr     hf lr")
     for step, rows in enumerate(plan.epoch_batches(0)[:steps]):
@@ -88,7 +96,7 @@ def check_step(steps: int) -> None:
         result = runner.train_step([batch])
         loss = theirs(**{k: batch[k].long() for k in ("input_ids", "attention_mask", "token_type_ids", "labels")}).loss
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(theirs.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(theirs.parameters(), recipe.max_grad_norm)
         optimizer.step()
         schedule.step()
         optimizer.zero_grad()
@@ -98,8 +106,6 @@ def check_step(steps: int) -> None:
 
 def check_eval(model_dir: Path) -> None:
     """Export a trained tc model to HF format, predict test the way the peer does, score as the peer does."""
-    import subprocess
-
     from transformers import AutoModelForTokenClassification, DataCollatorForTokenClassification
 
     with tempfile.TemporaryDirectory() as tmp:
