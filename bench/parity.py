@@ -91,7 +91,7 @@ def check_step(steps: int) -> None:
     theirs.train()
     print("step  tc loss   hf loss   tc lr     hf lr")
     for step, rows in enumerate(plan.epoch_batches(0)[:steps]):
-        batch = {**data.collate(rows), "loss_share": 1.0}
+        batch = {**data.collate(rows), "loss_share": 1.0, "step_weight": 1.0}
         hf_lr = schedule.get_last_lr()[0]
         result = runner.train_step([batch])
         loss = theirs(**{k: batch[k].long() for k in ("input_ids", "attention_mask", "token_type_ids", "labels")}).loss

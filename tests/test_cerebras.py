@@ -191,6 +191,43 @@ def test_resume_from_cstorch_checkpoint_is_exact_and_cpu_backend_resumes_it(tmp_
 
 @pytest.mark.cerebras
 @needs_cstorch
+def test_traced_step_scales_the_gradient_by_the_step_weight(tmp_path: Path) -> None:
+    """Epoch loss normalisation reaches the traced step: one plain-SGD step on cstorch moves the weights
+    as the cpu backend's does, and differently from the unweighted step (batch 1: both backends build
+    the same plan, so the first step's weight is that row's loss tokens over the mean per row)."""
+    one_step = ["run", "--task", "token_cls", "--mode", "train", "--config", str(TINY),
+                "--set", "runconfig.max_steps=1", "--set", "runconfig.selection_split=null",
+                "--set", "train_input.batch_size=1", "--set", "optimizer.optimizer_type=sgd",
+                "--set", "optimizer.momentum=0", "--set", "optimizer.weight_decay=0",
+                "--set", "optimizer.warmup_ratio=0", "--set", "optimizer.max_gradient_norm=null",
+                "--set", "optimizer.learning_rate=1.0", "--set", "model.dropout_rate=0",
+                "--set", "model.attention_dropout_rate=0", "--set", "model.encoder_output_dropout_rate=0"]
+    epoch = ["--set", "runconfig.loss_normalization=epoch"]
+    cerebras_tc(*one_step, "--backend", "cerebras", *CPU, *epoch, "--model-dir", str(tmp_path / "cs"))
+    cpu = [*one_step, "--backend", "cpu", "--set", "runconfig.padding=static"]
+    run_tc(*cpu, *epoch, "--model-dir", str(tmp_path / "cpu"), env=THREADS, check=True)
+    run_tc(*cpu, "--set", "runconfig.loss_normalization=batch", "--model-dir", str(tmp_path / "plain"),
+           env=THREADS, check=True)
+    run_tc(*cpu, "--set", "optimizer.learning_rate=1e-30", "--model-dir", str(tmp_path / "init"),
+           env=THREADS, check=True)
+
+    def move(name: str) -> torch.Tensor:
+        start = weights(tmp_path / "init")
+        return torch.cat([(v - start[k]).flatten() for k, v in weights(tmp_path / name).items()])
+
+    def gap(a: str, b: str) -> float:
+        return float((move(a) - move(b)).norm() / move(b).norm())
+
+    assert gap("cpu", "plain") > 0.05, "the first step's weight is ~1: the check would not see a missing weight"
+    assert gap("cs", "cpu") < 1e-3
+
+
+def weights(model_dir: Path) -> dict[str, torch.Tensor]:
+    return torch.load(model_dir / "checkpoint_1.pt", weights_only=True)["model"]
+
+
+@pytest.mark.cerebras
+@needs_cstorch
 @pytest.mark.parametrize("mode", ["compile_only", "validate_only"])
 def test_compile_modes_report_cstorchs_refusal_on_its_cpu_backend(mode: str, tmp_path: Path) -> None:
     proc = cerebras_tc("run", "--task", "token_cls", "--backend", "cerebras", "--mode", mode, "--config",

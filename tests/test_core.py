@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from pathlib import Path
 
@@ -67,6 +68,35 @@ def test_rank_slices_partition_each_global_batch_and_shares_sum_to_one(world: in
         assert seen == sorted(step.rows.tolist())
         assert sum(share for p in parts for _, share in p) == pytest.approx(1.0)
         assert all(len(p) == accum for p in parts)
+
+
+def token_weights(plan: BatchPlan, world: int = 1) -> np.ndarray:
+    """The gradient weight each training row's loss tokens get, per token: weight * share / tokens."""
+    out = np.zeros(len(plan.dataset))
+    for step in plan:
+        for r in range(world):
+            for rows, share in step.for_rank(RankInfo(r, world)):
+                out[rows] = step.weight * share / plan.dataset.loss_tokens[rows].sum()
+    return out
+
+
+@pytest.mark.parametrize(("world", "accum"), [(1, 1), (2, 2)])
+def test_epoch_normalisation_weighs_every_token_alike_under_bucketing(world: int, accum: int) -> None:
+    rows = Rows(1000)
+    def plan(norm: str) -> BatchPlan:
+        return BatchPlan(rows, 32, train=True, seed=4, accum=accum, world_size=world, loss_normalization=norm)
+    per_epoch = plan("epoch").steps_per_epoch()
+    epoch = token_weights(dataclasses.replace(plan("epoch"), max_steps=per_epoch), world)
+    kept = epoch > 0  # rows of a dropped partial batch on 2 ranks carry no weight
+    mean_tokens = sum(int(rows.loss_tokens[b].sum()) for b in plan("epoch").epoch_batches(0)) / per_epoch
+    assert np.allclose(epoch[kept], 1 / mean_tokens)
+    weights = [s.weight for s in dataclasses.replace(plan("epoch"), max_steps=per_epoch)]
+    assert np.mean(weights) == pytest.approx(1.0) and min(weights) < 0.7 < 1.3 < max(weights)
+    # per-batch averaging: a token of a short (bucketed) batch weighs more than one of a long batch
+    batch = token_weights(dataclasses.replace(plan("batch"), max_steps=per_epoch), world)
+    short, long = rows.lengths < 20, rows.lengths > 80
+    assert batch[short & kept].mean() > 3 * batch[long & kept].mean()
+    assert all(s.weight == 1.0 for s in BatchPlan(rows, 32, train=False, loss_normalization="epoch"))
 
 
 def test_eval_plan_is_one_ordered_pass_and_pads_short_ranks() -> None:

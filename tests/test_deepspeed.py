@@ -29,6 +29,9 @@ EXACT = [
     "--set", f"runconfig.max_steps={STEPS}", "--set", "runconfig.log_steps=1",
     "--set", "runconfig.checkpoint_steps=2", "--set", "runconfig.eval_frequency=2",
     "--set", "runconfig.keep_last_n=10", "--set", "eval_input.split=devel",
+    # each step's gradient scaled by its own weight, as one process does; with a clip norm some steps
+    # stay under (the weight shows) and some are clipped (the clip shows)
+    "--set", "runconfig.loss_normalization=epoch", "--set", "optimizer.max_gradient_norm=3.0",
     # no dropout anywhere: ranks draw different random masks than one process would
     "--set", "model.dropout_rate=0", "--set", "model.attention_dropout_rate=0",
     "--set", "model.encoder_output_dropout_rate=0",

@@ -69,3 +69,27 @@ def test_prepare_then_train_from_the_prepared_folder(tmp_path: Path) -> None:
     assert json.loads(proc.stdout.strip().splitlines()[-1])["split"] == "test"
     raw = run_tc("run", "--config", str(TINY), "--dry-run", "--set", f"train_input.data_dir={out}", check=True)
     assert "800 sentences" in raw.stdout
+
+
+def test_step_weight_scales_the_gradient_but_not_the_reported_loss() -> None:
+    """What epoch loss normalisation relies on in the eager runner: with plain SGD a step of weight w
+    moves every parameter w times as far, while the logged loss stays the batch's token mean."""
+    import torch
+    from test_model import padded_batch, tiny_model
+
+    from tc.backends.eager import EagerRunner
+    from tc.core.interfaces import OptimSpec
+
+    spec = OptimSpec("sgd", 0.1, 0.0, (0.9, 0.999), 1e-8, 0.0, warmup_steps=0, total_steps=10,
+                     schedule="constant", max_gradient_norm=None)
+    moves, losses = [], []
+    for weight in (1.0, 2.5):
+        model = tiny_model(dropout_rate=0, attention_dropout_rate=0, encoder_output_dropout_rate=0)
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        runner = EagerRunner(model, spec, torch.device("cpu"))
+        batch = padded_batch(1200, 7) | {"loss_share": torch.tensor(1.0), "step_weight": torch.tensor(weight)}
+        losses.append(runner.train_step([batch]).loss)
+        moves.append(torch.cat([(v - before[k]).flatten() for k, v in model.state_dict().items()]))
+    assert losses[0] == losses[1]
+    assert moves[0].abs().max() > 1e-3
+    torch.testing.assert_close(moves[1], 2.5 * moves[0], rtol=1e-3, atol=1e-6)  # float32 rounding of w + dw

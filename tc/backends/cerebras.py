@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
 INSTALL_HINT = "pip install 'tc[cerebras]' in a Python 3.11 venv; it pins torch 2.4"
 COMPILE_MODES = ("compile_only", "validate_only")
-CORE_KEYS = ("index", "loss_share")
+CORE_KEYS = ("index", "loss_share", "step_weight")
 """Keys the core adds to a batch; everything else is a model input."""
 CPU_HALF_DTYPES = (None, "bfloat16")
 ADAM_STATE = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
@@ -246,6 +246,7 @@ class PlanStream:
         batch = self.plan.dataset.collate(rows, self.plan.pad_to)
         batch["index"] = batch["index"].to(torch.int32)
         batch["loss_share"] = torch.full((self.rows,), share, dtype=torch.float32)
+        batch["step_weight"] = torch.full((self.rows,), step.weight, dtype=torch.float32)
         return batch
 
 
@@ -321,7 +322,8 @@ class CerebrasRunner(Runner):
         with self._autocast():
             _, loss = self.compiled({k: v for k, v in batch.items() if k not in CORE_KEYS})
         loss = loss.float() * batch["loss_share"][0]
-        (self.scaler.scale(loss) if self.scaler else loss).backward()
+        grad_loss = loss * batch["step_weight"][0]
+        (self.scaler.scale(grad_loss) if self.scaler else grad_loss).backward()
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         norm = None

@@ -582,7 +582,7 @@ class DeepSpeedRunner(Runner):
         total = torch.zeros((), dtype=torch.float32, device=self.engine.device)
         for batch in micro_batches:
             _, loss = self.engine(self._inputs(batch))
-            weight = float(batch["loss_share"]) * self.world_size
+            weight = float(batch["loss_share"]) * float(batch["step_weight"]) * self.world_size
             self.engine.backward(loss.float() * weight, scale_wrt_gas=False)
             self.engine.step()
             total += loss.detach().float() * float(batch["loss_share"])

@@ -71,9 +71,9 @@ class EagerRunner(Runner):
         for batch in micro_batches:
             with self._autocast():
                 _, loss = self.forward(self._inputs(batch))
-            share = float(batch["loss_share"])
-            scaled = loss.float() * share
-            (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+            scaled = loss.float() * float(batch["loss_share"])
+            grad_loss = scaled * float(batch["step_weight"])
+            (self.scaler.scale(grad_loss) if self.scaler else grad_loss).backward()
             total += scaled.detach()
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)

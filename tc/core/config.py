@@ -65,6 +65,10 @@ class RunSettings(Section):
     padding: Literal["dynamic", "static"] = "dynamic"
     """dynamic: length-bucketed batches padded to their longest row; static: every batch padded to
     max_sequence_length (compiled backends always use static)."""
+    loss_normalization: Literal["epoch", "batch"] = "epoch"
+    """epoch: each step's gradient is scaled by its loss tokens over the epoch's mean per step, so every
+    token weighs the same and length bucketing does not overweight short sentences (the objective random
+    batches give the Trainer); batch: each step minimises the mean over its own loss tokens."""
     num_threads: int | None = Field(None, gt=0)
     checkpoint_path: Path | None = None
     load_checkpoint_states: str = "all"

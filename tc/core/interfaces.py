@@ -23,9 +23,10 @@ if TYPE_CHECKING:
     from tc.core.sampling import BatchPlan
 
 Batch = dict[str, "torch.Tensor"]
-"""A collated batch. Model inputs plus two keys the core adds and models ignore:
-``index`` (int64, the dataset row of each example) and ``loss_share`` (float32 scalar, this
-micro-batch's fraction of the whole global step's loss tokens)."""
+"""A collated batch. Model inputs plus three keys the core adds and models ignore:
+``index`` (int64, the dataset row of each example), ``loss_share`` (float32 scalar, this
+micro-batch's fraction of the whole global step's loss tokens) and ``step_weight`` (float32 scalar,
+the factor the step's gradient, but not its reported loss, is multiplied by: ``StepRows.weight``)."""
 
 
 class Dataset(ABC):
@@ -248,8 +249,9 @@ class Backend(ABC):
         import torch
 
         for step in plan:
+            weight = torch.tensor(step.weight)
             yield [
-                plan.dataset.collate(rows, plan.pad_to) | {"loss_share": torch.tensor(share)}
+                plan.dataset.collate(rows, plan.pad_to) | {"loss_share": torch.tensor(share), "step_weight": weight}
                 for rows, share in step.for_rank(self.ranks)
             ]
 

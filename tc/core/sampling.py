@@ -3,12 +3,18 @@
 Every rank computes the same global batches and takes its own slice, so the data order, the resume
 position and the loss weighting are identical on one process and on many. Length bucketing sorts rows
 of similar length together inside shuffled windows to cut padding, then shuffles the batches again.
+
+Bucketing makes batches length-homogeneous, so averaging the loss over each batch's own tokens gives a
+token of a short-sentence batch more weight than a token of a long one; random batches do not have that
+bias. ``loss_normalization="epoch"`` removes it: each step's gradient is scaled by its loss tokens over
+the epoch's mean loss tokens per step (``StepRows.weight``), so every token weighs the same.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -29,6 +35,9 @@ class StepRows:
     loss_tokens: np.ndarray
     accum: int
     train: bool
+    weight: float = 1.0
+    """Multiplier of this step's gradient (not of its logged loss): 1, or under epoch normalisation its
+    loss tokens over the epoch's mean loss tokens per step."""
 
     def for_rank(self, ranks: RankInfo) -> list[tuple[np.ndarray, float]]:
         """This rank's micro-batches with each one's share of the global step's loss tokens."""
@@ -62,6 +71,7 @@ class BatchPlan:
     start_epoch: int = 0
     start_position: int = 0
     max_steps: int | None = None
+    loss_normalization: Literal["epoch", "batch"] = "epoch"
 
     def epoch_batches(self, epoch: int) -> list[np.ndarray]:
         n = len(self.dataset)
@@ -84,6 +94,14 @@ class BatchPlan:
             batches = [batches[i] for i in rng.permutation(len(batches))]
         return batches
 
+    def step_weights(self, batches: list[np.ndarray]) -> np.ndarray:
+        """Each step's gradient multiplier: its loss tokens over the epoch's mean per step (epoch
+        normalisation of training plans), else 1."""
+        if not (self.train and self.loss_normalization == "epoch"):
+            return np.ones(len(batches))
+        step_tokens = np.array([self.dataset.loss_tokens[b].sum() for b in batches], dtype=np.float64)
+        return step_tokens / max(float(step_tokens.mean()), 1.0)
+
     def steps_per_epoch(self) -> int:
         return len(self.epoch_batches(0))
 
@@ -94,11 +112,13 @@ class BatchPlan:
             batches = self.epoch_batches(epoch)
             if not batches:
                 return
+            weights = self.step_weights(batches)
             for pos in range(position, len(batches)):
                 if self.max_steps is not None and produced >= self.max_steps:
                     return
                 rows = batches[pos]
-                yield StepRows(epoch, pos, rows, tokens[rows], self.accum if self.train else 1, self.train)
+                yield StepRows(epoch, pos, rows, tokens[rows], self.accum if self.train else 1, self.train,
+                               float(weights[pos]))
                 produced += 1
             if not self.train:
                 return

@@ -216,6 +216,7 @@ def fit(job: Job) -> Runner:
     plan = BatchPlan(
         train_set, ti.batch_size, train=True, seed=rc.seed, shuffle=ti.shuffle, bucket=not job.static,
         drop_last=backend.static_shapes, pad_to=job.pad_to, accum=rc.grad_accum_steps, world_size=world,
+        loss_normalization=rc.loss_normalization,
     )
     per_epoch = plan.steps_per_epoch()
     if per_epoch == 0:
