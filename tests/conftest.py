@@ -29,6 +29,13 @@ def run_tc(*args: str, env: dict[str, str] | None = None, cwd: Path | None = Non
     return proc
 
 
+def weights(path: Path) -> dict[str, Any]:
+    """The model weights (name -> tensor) of a tc checkpoint file."""
+    import torch
+
+    return torch.load(path, weights_only=True)["model"]
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 

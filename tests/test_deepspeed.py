@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import TC, TINY, read_jsonl, run_tc
+from conftest import TC, TINY, read_jsonl, run_tc, weights
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason="deepspeed not installed")
 
@@ -53,10 +53,6 @@ def losses(model_dir: Path) -> dict[int, float]:
 def results(model_dir: Path) -> dict[str, Any]:
     metrics = json.loads((model_dir / "eval_results.json").read_text())
     return {k: metrics[k] for k in METRIC_KEYS}
-
-
-def weights(path: Path) -> dict[str, torch.Tensor]:
-    return torch.load(path, weights_only=True)["model"]
 
 
 def kill_everything(root: subprocess.Popen[str]) -> None:
