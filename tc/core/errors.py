@@ -5,6 +5,8 @@ Anything else escaping is a bug in tc and keeps its traceback (or shows it with 
 
 from __future__ import annotations
 
+import re
+
 
 class TcError(Exception):
     """A problem the user can fix; the message names the file, line or key at fault."""
@@ -36,3 +38,20 @@ class TrainingAborted(TcError):
     """Training stopped early on purpose (signal, non-finite loss); a checkpoint was kept."""
 
     exit_code = 3
+
+
+def first_line(exc: BaseException, limit: int = 200, sentence: bool = False) -> str:
+    """The first line of ``exc``'s message (``sentence``: only its first sentence), at most ``limit``
+    characters, or the exception's type name when it has no message.
+
+    Libraries (torch, DeepSpeed, cstorch) append paragraphs of advice and C++ locations to their
+    errors; a user error is one line, so every place that quotes a library's error quotes this.
+    """
+    text = re.sub(r"^\[enforce fail at [^\]]*\]\s*\.?\s*", "", str(exc).strip())
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    line = lines[0].strip()
+    if sentence:
+        line = line.split(". ")[0].strip().rstrip(".")
+    return line[:limit]
