@@ -63,7 +63,7 @@ def check_step(steps: int) -> None:
     from tc.backends.eager import EagerRunner
     from tc.core.sampling import BatchPlan
     from tc.core.trainer import optim_spec
-    from tc.tasks.token_cls import model as bert
+    from tc.tasks.token_cls.hf_bert import to_hf_state_dict
 
     recipe = Recipe()  # run_ner's recipe, as bench_cpu.py --quality runs it
     off = ["model.dropout_rate=0", "model.attention_dropout_rate=0", "model.encoder_output_dropout_rate=0"]
@@ -80,7 +80,7 @@ def check_step(steps: int) -> None:
     theirs = AutoModelForTokenClassification.from_pretrained(
         str(minilm_dir()), num_labels=ours.config.num_classes, hidden_dropout_prob=0.0,
         attention_probs_dropout_prob=0.0)
-    theirs.load_state_dict(bert.to_hf_state_dict(ours.state_dict()))  # same random head on both sides
+    theirs.load_state_dict(to_hf_state_dict(ours.state_dict()))  # same random head on both sides
     runner = EagerRunner(ours, spec, torch.device("cpu"))
     decay = [n for n, _ in theirs.named_parameters() if "bias" not in n and "LayerNorm" not in n]
     groups = [{"params": [p for n, p in theirs.named_parameters() if n in decay], "weight_decay": recipe.weight_decay},

@@ -151,7 +151,7 @@ def test_exported_weights_are_the_best_model(exported: Path, model_dir: Path) ->
     from safetensors.torch import load_file
 
     from tc.core.checkpoint import load_file as load_tc
-    from tc.tasks.token_cls.model import to_hf_state_dict
+    from tc.tasks.token_cls.hf_bert import to_hf_state_dict
 
     best = to_hf_state_dict(load_tc(model_dir / "best_model.pt")["model"])
     saved = load_file(str(exported / "model.safetensors"))

@@ -12,17 +12,19 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from tc.core.errors import CheckpointError, ConfigError
+from tc.tasks.token_cls.hf_bert import (
+    bert_config_to_hf,
+    from_hf_state_dict,
+    hf_config_to_bert_config,
+    load_hf_checkpoint,
+    to_hf_state_dict,
+)
 from tc.tasks.token_cls.model import (
     IGNORE_INDEX,
     PRESETS,
     BertConfig,
     BertForTokenClassification,
     attention_bias,
-    bert_config_to_hf,
-    from_hf_state_dict,
-    hf_config_to_bert_config,
-    load_hf_checkpoint,
-    to_hf_state_dict,
 )
 
 transformers = pytest.importorskip("transformers")

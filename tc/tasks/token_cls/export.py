@@ -62,7 +62,7 @@ def write_hf(trained: TrainedModel, out: Path) -> None:
     """config.json, model.safetensors and the tokenizer files of a Hugging Face BertForTokenClassification."""
     from safetensors.torch import save_file
 
-    from tc.tasks.token_cls.model import bert_config_to_hf, to_hf_state_dict
+    from tc.tasks.token_cls.hf_bert import bert_config_to_hf, to_hf_state_dict
 
     model = trained.build_model()  # refuses weights that do not fit the saved config
     state = {k: v.detach().contiguous() for k, v in to_hf_state_dict(model.state_dict()).items()}

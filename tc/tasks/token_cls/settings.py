@@ -112,6 +112,7 @@ def default_data_dir() -> Path:
 def bert_config(settings: BertSettings, num_classes: int) -> Any:
     """A model.BertConfig from preset, pretrained config.json and explicit keys (in that order)."""
     from tc.tasks.token_cls import model as bert
+    from tc.tasks.token_cls.hf_bert import hf_config_to_bert_config
 
     values: dict[str, Any] = {}
     if settings.preset is not None:
@@ -120,7 +121,7 @@ def bert_config(settings: BertSettings, num_classes: int) -> Any:
         values.update(bert.PRESETS[settings.preset])
     if settings.pretrained is not None:
         hf = read_json_object(pretrained_dir(settings.pretrained) / "config.json")
-        values.update(vars(bert.hf_config_to_bert_config(hf)))
+        values.update(vars(hf_config_to_bert_config(hf)))
     known = {f.name for f in fields(bert.BertConfig)}
     explicit = settings.model_dump(exclude_none=True, exclude={"name", "preset", "pretrained"})
     values.update({k: v for k, v in explicit.items() if k in known})

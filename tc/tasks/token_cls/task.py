@@ -137,10 +137,11 @@ class TokenClassification(Task):
         """A fresh model; with ``model.pretrained`` the encoder starts from those weights."""
         from tc.core.checkpoint import match_state
         from tc.tasks.token_cls import model as bert
+        from tc.tasks.token_cls.hf_bert import load_hf_checkpoint
 
         module = bert.BertForTokenClassification(self.model_config)
         if self.cfg.model.pretrained is not None:
-            state, _ = bert.load_hf_checkpoint(pretrained_dir(self.cfg.model.pretrained))
+            state, _ = load_hf_checkpoint(pretrained_dir(self.cfg.model.pretrained))
             fitting, report = match_state(module, state)
             if report.mismatched:
                 key, theirs, ours = report.mismatched[0]
@@ -149,12 +150,12 @@ class TokenClassification(Task):
         return module
 
     def convert_foreign_state(self, path: Path) -> dict[str, Any] | None:
-        from tc.tasks.token_cls import model as bert
+        from tc.tasks.token_cls.hf_bert import load_hf_checkpoint
 
         path = Path(path)
         is_hf_dir = path.is_dir() and (path / "config.json").exists()
         if is_hf_dir or path.suffix in (".safetensors", ".bin"):
-            state, _ = bert.load_hf_checkpoint(path)
+            state, _ = load_hf_checkpoint(path)
             return state
         return None
 
