@@ -21,7 +21,6 @@ from tc.core.errors import TcError
 
 out = Console()
 err = Console(stderr=True)
-MODES = ("train", "eval", "train_and_eval", "compile_only", "validate_only")
 
 
 def _plugins() -> Any:
@@ -135,11 +134,25 @@ def _warn(failures: list[Any]) -> None:
 
 
 # -- run -----------------------------------------------------------------------------------------
+def _check_launch_flags(plugins: Any, section: str, num_processes: int | None, hostfile: Path | None) -> None:
+    """``--num-processes`` / ``--hostfile`` only mean something to a backend whose section has those keys."""
+    for flag, key, value, what in (("--num-processes", "num_processes", num_processes, "launch processes"),
+                                   ("--hostfile", "hostfile", hostfile, "take a hostfile")):
+        if value is None:
+            continue
+        takes = sorted(n for n in plugins.backend_names()
+                       if key in getattr(plugins.registry.backends[n].config_model, "model_fields", {}))
+        if section not in takes:
+            raise TcError(f"{flag}: the {section} backend does not {what} (backends that do: "
+                          f"{', '.join(takes) or 'none'})")
+
+
 @cli.command(context_settings={"ignore_unknown_options": False})
 @click.option("--task", "task_name", default="token_cls", show_default=True, help="Registered task name.")
 @click.option("--backend", "backend_name", default="cpu", show_default=True, help="Registered backend name.")
 @click.option("--config", "--params", "config", type=click.Path(path_type=Path), help="YAML run config.")
-@click.option("--mode", type=click.Choice(MODES), default="train_and_eval", show_default=True)
+@click.option("--mode", default="train_and_eval", show_default=True,
+              help="train, eval, train_and_eval, or a mode the backend adds (cerebras: compile_only, validate_only).")
 @click.option("--model-dir", "--model_dir", "model_dir", type=click.Path(path_type=Path),
               help="Where checkpoints and results go (runconfig.model_dir).")
 @click.option("--checkpoint-path", "--checkpoint_path", "checkpoint_path", type=click.Path(path_type=Path),
@@ -160,29 +173,35 @@ def run(task_name: str, backend_name: str, config: Path | None, mode: str, model
         checkpoint_path: Path | None, load_states: str | None, non_strict: bool, num_processes: int | None,
         hostfile: Path | None, overrides: tuple[str, ...], dry_run: bool, quiet: bool, as_json: bool) -> None:
     """Train and/or evaluate TASK on BACKEND with one shared loop."""
-    from tc.core.config import load_run_config
+    from tc.core.config import Override, load_run_config
 
     plugins = _plugins()
     task_cls = plugins.task(task_name)
     backend_cls = plugins.backend(backend_name)
     section = backend_cls.name
-    sets = list(overrides)
-    sets += [f"runconfig.model_dir={model_dir}"] if model_dir else []
-    sets += [f"runconfig.checkpoint_path={checkpoint_path}"] if checkpoint_path else []
-    sets += [f"runconfig.load_checkpoint_states={load_states}"] if load_states else []
-    sets += ["runconfig.disable_strict_checkpoint_loading=true"] if non_strict else []
-    sets += [f"{section}.num_processes={num_processes}"] if num_processes else []
-    sets += [f"{section}.hostfile={hostfile}"] if hostfile else []
-    cfg = load_run_config(task_cls, plugins.registry.models, plugins.registry.backends, config, sets)
+    given = (("--model-dir", "runconfig.model_dir", model_dir),
+             ("--checkpoint-path", "runconfig.checkpoint_path", checkpoint_path),
+             ("--load-checkpoint-states", "runconfig.load_checkpoint_states", load_states),
+             ("--disable-strict-checkpoint-loading", "runconfig.disable_strict_checkpoint_loading", non_strict or None),
+             ("--num-processes", f"{section}.num_processes", num_processes),
+             ("--hostfile", f"{section}.hostfile", hostfile))
+    _check_launch_flags(plugins, section, num_processes, hostfile)
+    # flags after --set, so they win; their values are taken verbatim (not parsed as YAML) and errors name them
+    sets: list[str | Override] = [*overrides, *(Override(flag, key, str(v) if isinstance(v, Path) else v, f"{flag} {v}")
+                                                for flag, key, v in given if v is not None)]
+    cfg = load_run_config(task_cls, plugins.registry.models, plugins.registry.backends, config, sets,
+                          model_dir_base=True)
     backend = backend_cls(cfg)
     if mode not in backend.modes:
         raise TcError(f"--mode {mode}: not supported by the {section} backend (supported: {', '.join(backend.modes)})")
+    if as_json and (dry_run or mode not in ("eval", "train_and_eval")):
+        what = "--dry-run prints a config, not metrics" if dry_run else f"--mode {mode} prints no metrics"
+        raise TcError(f"--json: {what} (--json goes with --mode eval or train_and_eval)")
     if not dry_run:
-        available = backend_cls.is_available()
-        if not available.ok:
-            from tc.core.errors import BackendUnavailable
+        from tc.core.fs import check_model_dir
 
-            raise BackendUnavailable(f"backend {section!r} is not available here: {available.reason}")
+        check_model_dir(cfg)  # the model directory may not be, or contain, an input of the run
+        backend_cls.require_available()
         command = backend.relaunch_command(sys.argv[1:])
         if command is not None:  # become the launcher, so signals reach it and its ranks directly
             sys.stdout.flush()
@@ -220,12 +239,43 @@ def _add_report() -> None:
 _add_report()
 
 
+class NonEmptyPath(click.ParamType):
+    """A ``click.Path`` that refuses an empty or blank value: ``Path("")`` is ``.``, so ``--model-dir ""``
+    would silently mean the working directory. Wraps the original type, which does everything else."""
+
+    def __init__(self, inner: click.Path) -> None:
+        self.inner = inner
+        self.name = inner.name
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not value.strip():
+            from tc.core.errors import ConfigError
+
+            flag = param.opts[0] if isinstance(param, click.Option) else param.human_readable_name if param else "path"
+            raise ConfigError(f"{flag} {value!r}: the path is empty")
+        return self.inner.convert(value, param, ctx)
+
+    def __getattr__(self, name: str) -> Any:  # metavar, completion, info dict: the wrapped type's
+        return getattr(self.inner, name)
+
+
+def guard_paths(command: click.Command) -> None:
+    """Every path option and argument of ``command`` and its subcommands (plugins' included) refuses an
+    empty value; one place, so a new command cannot forget it."""
+    for param in command.params:
+        if isinstance(param.type, click.Path):
+            param.type = NonEmptyPath(param.type)
+    for sub in getattr(command, "commands", {}).values():
+        guard_paths(sub)
+
+
 def main() -> None:
     """Console entry point: plugin commands added, user errors turned into one line and an exit code."""
     from tc.plugins.manager import add_commands
 
     try:
         _warn(add_commands(_plugins().pm, cli))
+        guard_paths(cli)
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
         err.print("aborted")

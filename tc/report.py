@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tc.core.errors import DataError
+from tc.core.fs import check_output
 
 METRICS_FILE = "metrics.jsonl"
 RESULTS_GLOB = "eval_results*.json"
@@ -279,8 +280,31 @@ def _plot_table(ax: Any, rows: list[tuple[str, ...]]) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+IMAGE_SUFFIXES = ("png", "svg", "pdf", "jpg", "jpeg", "tif", "tiff", "webp", "eps", "ps")
+"""What --output may end in when matplotlib cannot be asked (it is not installed)."""
+
+
+def check_image_name(output: Path | None) -> None:
+    """``--output`` must name an image file matplotlib writes, by its suffix: checked before anything is
+    read or printed, so ``-o r.txt`` is one line, not a traceback after the report."""
+    if output is None:
+        return
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase
+
+        formats = sorted(FigureCanvasBase.get_supported_filetypes())
+    except ImportError:
+        formats = sorted(IMAGE_SUFFIXES)
+    suffix = output.suffix.lower().lstrip(".")
+    if suffix not in formats:
+        what = f"'.{suffix}' is not an image format" if suffix else "has no suffix to say which image format"
+        raise DataError(f"--output {output}: {what} (use .png, .svg or .pdf; valid: "
+                        f"{', '.join('.' + f for f in formats)})")
+
+
 def build_report(model_dir: Path, output: Path | None, console: Console) -> Path | None:
     """Print the report and write the PNG (None when matplotlib is missing)."""
+    check_image_name(output)
     model_dir = Path(model_dir).expanduser()
     if not model_dir.is_dir():
         raise DataError(f"{model_dir}: model directory not found")
@@ -300,6 +324,8 @@ def build_report(model_dir: Path, output: Path | None, console: Console) -> Path
         console.print(INSTALL_HINT, highlight=False, soft_wrap=True, markup=False)
         return None
     target = output or model_dir / DEFAULT_PNG
+    check_output(target, protected_dirs={"model directory": model_dir}, flag="--output",
+                 replaceable=("*.png", "*.svg", "*.pdf", "*.jp*g", "*.tif*", "*.webp", "*.gif", "*.eps", "*.ps"))
     if target.is_dir():
         raise DataError(f"{target}: is a directory; --output takes a .png file name")
     try:
@@ -311,7 +337,7 @@ def build_report(model_dir: Path, output: Path | None, console: Console) -> Path
 @click.command("report")
 @click.argument("model_dir", type=click.Path(path_type=Path))
 @click.option("--output", "-o", type=click.Path(path_type=Path),
-              help=f"PNG to write (default: MODEL_DIR/{DEFAULT_PNG}).")
+              help=f"Image to write, .png (default: MODEL_DIR/{DEFAULT_PNG}), .svg or .pdf.")
 def report(model_dir: Path, output: Path | None) -> None:
     """Loss and F1 curves plus per-type scores of a run, as a PNG and terminal tables."""
     written = build_report(model_dir, output, Console())

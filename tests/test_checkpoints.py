@@ -161,7 +161,10 @@ def test_other_label_set_needs_non_strict(tmp_path: Path) -> None:
     assert "classifier.weight" in loose.stderr and "freshly initialised" in loose.stderr
     before, after = weights(source), weights(tmp_path / "typed" / "checkpoint_3.pt")
     assert after["classifier.weight"].shape == (3, 64)
-    assert not torch.equal(before["embeddings.word.weight"], torch.zeros_like(before["embeddings.word.weight"]))
+    # the encoder came from the source: 3 AdamW steps (lr <= 2e-3) move no weight by more than ~0.01, while
+    # a fresh initialisation (another seed) differs from it almost everywhere by the init scale (~0.02)
+    for key in ("embeddings.word.weight", "encoder.layers.0.attn.qkv.weight"):
+        assert (after[key] - before[key]).abs().max() < 0.015, key
 
 
 def test_load_checkpoint_states_parts(uninterrupted: Path, tmp_path: Path) -> None:

@@ -5,15 +5,18 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from tc.core.config import OptimizerConfig, apply_override, load_raw, resolve_paths
+from tc.core.cadence import Cadence
+from tc.core.config import OptimizerConfig, apply_override, load_raw, load_run_config, resolve_paths
 from tc.core.errors import ConfigError
-from tc.core.interfaces import OptimSpec, RankInfo
-from tc.core.sampling import BatchPlan
+from tc.core.hardware import DeprecatedKey, resolve_precision
+from tc.core.interfaces import OptimSpec, RankInfo, model_inputs
+from tc.core.sampling import BatchPlan, check_divisible
 from tc.tasks.token_cls.metrics import entity_scores, token_macro_f1
 
 
@@ -153,3 +156,59 @@ def test_entity_scores_per_type_and_micro() -> None:
     assert scores["per_type"]["Chem"]["f1"] == pytest.approx(100 * 2 * 0.5 / 1.5, abs=1e-3)
     assert scores["precision"] == pytest.approx(50.0) and scores["recall"] == pytest.approx(100 / 3, abs=1e-3)
     assert scores["entities"] == 3
+
+
+def run_config(*sets: str):  # type: ignore[no-untyped-def]
+    from tc.plugins.manager import load_plugins
+
+    plugins = load_plugins()
+    tiny = Path(__file__).resolve().parents[1] / "configs" / "tiny_token_cls.yaml"
+    return load_run_config(plugins.task("token_cls"), plugins.registry.models, plugins.registry.backends, tiny,
+                           list(sets))
+
+
+def test_one_thread_key_and_its_deprecated_alias() -> None:
+    assert run_config("runconfig.num_threads=2").runconfig.num_threads == 2
+    with pytest.warns(DeprecatedKey, match=r"cpu.num_threads is deprecated: use runconfig.num_threads"):
+        cfg = run_config("cpu.num_threads=3")
+    assert cfg.runconfig.num_threads == 3 and "num_threads" not in cfg.cpu.model_dump()
+    with pytest.raises(ConfigError, match=r"cpu.num_threads=3 conflicts with runconfig.num_threads=2"):
+        run_config("cpu.num_threads=3", "runconfig.num_threads=2")
+
+
+def test_one_precision_resolver() -> None:
+    cfg = SimpleNamespace(runconfig=SimpleNamespace(precision="fp16"))
+    with pytest.raises(ConfigError, match=r"^runconfig.precision: fp16 is not supported on the cpu backend "
+                                          r"\(use bf16 or fp32\)$"):
+        resolve_precision(cfg, "cpu", supported=("bf16", "fp32"))
+    chosen = resolve_precision(cfg, "cuda", override="bf16", override_key="cuda.precision")
+    assert (chosen.name, chosen.key) == ("bf16", "cuda.precision")
+    fp32 = SimpleNamespace(runconfig=SimpleNamespace(precision="fp32"))
+    assert resolve_precision(fp32, "cuda", instead_of_fp32=lambda: "bf16").name == "bf16"
+    assert resolve_precision(fp32, "cuda", instead_of_fp32=lambda: None).autocast_dtype is None
+
+
+def test_batch_divisibility_is_checked_once_for_every_backend() -> None:
+    check_divisible(16, 2, 4)
+    with pytest.raises(ConfigError, match=r"batch_size=16 must divide by deepspeed.num_processes \(3 ranks\) x "
+                                          r"runconfig.grad_accum_steps=1"):
+        check_divisible(16, 3, 1, ranks="deepspeed.num_processes")
+
+
+def test_model_inputs_drop_the_core_keys_only() -> None:
+    batch = {"input_ids": 1, "attention_mask": 2, "labels": 3, "label_mask": 4, "index": 5, "loss_share": 6,
+             "step_weight": 7}
+    assert model_inputs(batch) == {"input_ids": 1, "attention_mask": 2, "labels": 3, "label_mask": 4}
+    assert model_inputs(batch, with_targets=False) == {"input_ids": 1, "attention_mask": 2, "label_mask": 4}
+
+
+def test_cadence_is_the_loops_schedule() -> None:
+    rc = SimpleNamespace(eval_frequency=50, checkpoint_steps=None, selection_split="devel", log_steps=10)
+    cadence = Cadence.from_config(rc, per_epoch=50, total=150)
+    assert [s for s in range(1, 151) if cadence.evaluates(s)] == [50, 100, 150]
+    assert [s for s in range(1, 151) if cadence.checkpoints(s)] == [150]
+    assert cadence.pauses(0, 150) == [50, 100, 150] and cadence.pauses(60, 120) == [100, 120]
+    assert cadence.logs(10) and not cadence.logs(11) and cadence.logs(150)
+    rc = SimpleNamespace(eval_frequency=None, checkpoint_steps=3, selection_split=None)
+    no_selection = Cadence.from_config(rc, per_epoch=5, total=7)
+    assert not any(no_selection.evaluates(s) for s in range(1, 8)) and no_selection.pauses(0, 7) == [3, 6, 7]

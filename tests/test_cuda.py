@@ -9,6 +9,8 @@ import pytest
 import torch
 from conftest import TINY, read_jsonl, run_tc
 
+from tc.backends.cuda import CudaBackend
+
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 
 
@@ -40,3 +42,36 @@ def test_cuda_static_padding_and_compile(tmp_path: Path) -> None:
            "--set", "runconfig.padding=static", "--set", "cuda.compile=true", "--set", "runconfig.max_steps=20",
            "--set", "runconfig.selection_split=null", check=True)
     assert (tmp_path / "checkpoint_20.pt").exists()
+
+
+def cuda_config(*sets: str):  # type: ignore[no-untyped-def]
+    from tc.core.config import load_run_config
+    from tc.plugins.manager import load_plugins
+
+    plugins = load_plugins()
+    return load_run_config(plugins.task("token_cls"), plugins.registry.models, plugins.registry.backends, TINY,
+                           list(sets))
+
+
+def test_dry_run_path_knows_the_device_before_setup(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--dry-run`` describes a backend that was constructed, never set up: the GPU index and the
+    precision come from the config alone (this used to read ``self.device``, which only setup() set)."""
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert CudaBackend(cuda_config()).device == torch.device("cuda", 0)
+    assert CudaBackend(cuda_config("cuda.device=3")).device == torch.device("cuda", 3)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    backend = CudaBackend(cuda_config("cuda.precision=fp16"))
+    assert backend.device == torch.device("cuda", 1)
+    assert backend.precision().name == "fp16" and backend.precision().key == "cuda.precision"
+    expected = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+    assert CudaBackend(cuda_config()).precision().name == expected  # fp32 default: bf16 where the GPU has it
+
+
+def test_dry_run_describes_the_cuda_backend(tmp_path: Path) -> None:
+    proc = run_tc("run", "--backend", "cuda", "--config", str(TINY), "--model-dir", str(tmp_path), "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    if torch.cuda.is_available():
+        assert "cuda (available)" in proc.stdout
+        assert torch.cuda.get_device_name(0) in proc.stdout
+    else:
+        assert "cuda (not available: no CUDA device" in proc.stdout

@@ -322,7 +322,11 @@ def test_full_disk_while_checkpointing_keeps_the_previous_checkpoint(trained: Pa
 def test_docs_table_has_a_row_per_case() -> None:
     documented = set(re.findall(r"^\| `([a-z0-9-]+)` \|", DOCS.read_text(encoding="utf-8"), flags=re.M))
     extra = {"model-dir-read-only", "disk-full-while-checkpointing", "prepare-output-not-writable", "debug-traceback"}
-    assert documented == set(CASES) | extra
+    from test_config_errors import DOCUMENTED as CONFIG_ROWS  # config / command-line rows, tested there
+    from test_corpus import DOCUMENTED as CORPUS_ROWS  # the "Tagging a corpus" rows, tested there
+    from test_safety import DOCUMENTED  # the "Outputs and inputs" rows, tested there
+
+    assert documented == set(CASES) | extra | DOCUMENTED | CONFIG_ROWS | CORPUS_ROWS
 
 
 # -- safe parsing --------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from tests.conftest import ROOT, TINY, run_tc
 
 transformers = pytest.importorskip("transformers")
 
-ONE_THREAD = ("--set", "cpu.num_threads=1")
+ONE_THREAD = ("--set", "runconfig.num_threads=1")
 TEST_TSV = ROOT / "data" / "BC5CDR-chem-IOB" / "test.tsv"
 RAW = [
     "Naloxone reverses the antihypertensive effect of clonidine.",
@@ -72,7 +72,7 @@ def test_logits_match_transformers(exported: Path, model_dir: Path, sentences: l
     ours = trained.build_model()
     theirs = hf_model(exported)
     assert theirs.config.id2label == dict(enumerate(trained.label_map.labels))
-    with Predictor.from_model_dir(model_dir, overrides=["cpu.num_threads=1"]) as predictor:
+    with Predictor.from_model_dir(model_dir, overrides=["runconfig.num_threads=1"]) as predictor:
         encoder = predictor.encoder
     dataset = TokenClsDataset(sentences, encoder, trained.label_map, trained.max_sequence_length)
     for start in range(0, len(dataset), 16):
@@ -88,7 +88,7 @@ def test_logits_match_transformers(exported: Path, model_dir: Path, sentences: l
 
 def test_tokenizer_matches_tc_on_words_and_raw_text(exported: Path, model_dir: Path, sentences: list) -> None:
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(exported))
-    predictor = Predictor.from_model_dir(model_dir, overrides=["cpu.num_threads=1"])
+    predictor = Predictor.from_model_dir(model_dir, overrides=["runconfig.num_threads=1"])
     for sentence in sentences:
         ids = tokenizer(list(sentence.words), is_split_into_words=True, add_special_tokens=False)["input_ids"]
         pieces, _ = predictor.encoder.encode_words(sentence.words)
@@ -127,7 +127,7 @@ def test_cased_model_exports_a_cased_tokenizer(exported: Path, model_dir: Path, 
     out = tmp_path / "cased_hf"
     run_tc("export", "--model-dir", str(cased), str(out), check=True)
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(out))
-    predictor = Predictor.from_model_dir(cased, overrides=["cpu.num_threads=1"])
+    predictor = Predictor.from_model_dir(cased, overrides=["runconfig.num_threads=1"])
     for text in RAW:
         words = [w for w, _, _ in split_words(text)]
         ours = [p for word in predictor.encoder.tokenize(words) for p in word]
@@ -140,6 +140,7 @@ def test_export_refuses_to_clobber(exported: Path, model_dir: Path, tmp_path: Pa
     proc = run_tc("export", "--model-dir", str(model_dir), str(exported))
     assert proc.returncode == 2 and f"{exported}: directory is not empty" in proc.stderr
     proc = run_tc("export", "--model-dir", str(model_dir), "--overwrite", str(exported), check=True)
+    assert json.loads((exported / "tc_export.json").read_text())["format"] == "hf"  # what --overwrite checks
     assert hf_model(exported).config.num_labels == len(json.loads((model_dir / "label2id.json").read_text()))
     missing = tmp_path / "missing"
     proc = run_tc("export", "--model-dir", str(missing), str(tmp_path / "x"))

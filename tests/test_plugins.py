@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import subprocess
+import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
@@ -45,9 +49,13 @@ def test_unavailable_backends_say_why() -> None:
     backends = {b["name"]: b for b in json.loads(run_tc("backends", "list", "--json", check=True).stdout)["backends"]}
     import torch
 
-    if not torch.cuda.is_available():
-        assert backends["cuda"]["available"] is False
-        assert "no CUDA device" in backends["cuda"]["reason"]
+    cuda = backends["cuda"]
+    if torch.cuda.is_available():
+        assert (cuda["available"], cuda["reason"]) == (True, "")
+    else:
+        assert cuda["available"] is False and "no CUDA device" in cuda["reason"]
+    for name, backend in backends.items():  # a backend either runs here or says why not
+        assert backend["available"] is (backend["reason"] == ""), name
 
 
 def test_example_plugin_is_listed(example_env: dict[str, str]) -> None:
@@ -120,3 +128,47 @@ def test_unknown_names_list_valid_choices() -> None:
     proc = run_tc("run", "--backend", "tpu")
     assert proc.returncode == 2 and "unknown backend 'tpu'" in proc.stderr and "cpu" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_misspelled_hook_is_reported_not_ignored(broken_env: dict[str, str]) -> None:
+    """``register_backend`` (no s) is no tc hook: pluggy's check_pending finds it and the plugin fails."""
+    listing = json.loads(run_tc("plugins", "list", "--json", env=broken_env, check=True).stdout)
+    failure = next(f for f in listing["failures"] if f["name"] == "misspelled_hook")
+    assert failure["stage"] == "register"
+    assert "unknown hook 'register_backend' (did you mean 'register_backends'?)" in failure["error"]
+    assert "misspelled_hook" not in {p["name"] for p in listing["plugins"]}
+    backends = json.loads(run_tc("backends", "list", "--json", env=broken_env, check=True).stdout)["backends"]
+    assert "unreachable" not in {b["name"] for b in backends}
+    human = run_tc("plugins", "list", env=broken_env, check=True).stdout
+    assert "misspelled_hook" in human and "unknown hook 'register_backend'" in " ".join(human.split())
+
+
+def test_builtins_come_from_entry_points_and_load_nothing_heavy() -> None:
+    """tc's own plugins are its entry points (named by module), loaded without torch, deepspeed or
+    cstorch: ``tc --help`` stays fast."""
+    ours = {ep.value for ep in entry_points(group="tc") if ep.dist is not None and ep.dist.name == "tc"}
+    plugins = json.loads(run_tc("plugins", "list", "--json", check=True).stdout)["plugins"]
+    assert {p["name"] for p in plugins if p["builtin"]} == ours
+    assert {"tc.backends.deepspeed", "tc.backends.cerebras", "tc.tasks.token_cls.plugin"} <= ours
+    probe = ("import sys; from tc.plugins.manager import load_plugins; p = load_plugins(); "
+             "assert not p.failures, p.failures; "
+             "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'deepspeed', 'cerebras'}))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]"
+    assert run_tc("--help", check=True).stdout.startswith("Usage: tc")
+
+
+def test_modes_come_from_the_backend(broken_env: dict[str, str], tmp_path: Path) -> None:
+    """A plugin backend's own --mode runs; a built-in backend refuses it, and refuses cerebras's modes."""
+    tiny = ["--config", str(ROOT / "configs" / "tiny_token_cls.yaml")]
+    ran = run_tc("run", "--backend", "counting", "--mode", "count_only", *tiny, "--model-dir", str(tmp_path / "c"),
+                 env=broken_env, check=True)
+    assert re.search(r"^count_only: \d+ training rows$", ran.stderr, re.M), ran.stderr  # run_mode ran, nothing else
+    assert not list((tmp_path / "c").glob("checkpoint_*"))
+    for backend, mode in (("cpu", "count_only"), ("cpu", "compile_only")):
+        proc = run_tc("run", "--backend", backend, "--mode", mode, *tiny, "--model-dir", str(tmp_path / mode),
+                      env=broken_env)
+        assert proc.returncode == 2, proc.stderr
+        assert (f"--mode {mode}: not supported by the cpu backend (supported: train, eval, train_and_eval)"
+                in " ".join(proc.stderr.split()))
+        assert not (tmp_path / mode).exists()

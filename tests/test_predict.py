@@ -19,7 +19,7 @@ from tc.core.errors import CheckpointError
 from tc.tasks.token_cls.predict import Predictor, split_words, word_spans
 from tests.conftest import ROOT, TC, TINY, read_jsonl, run_tc
 
-ONE_THREAD = ("--set", "cpu.num_threads=1")
+ONE_THREAD = ("--set", "runconfig.num_threads=1")
 TEST_TSV = ROOT / "data" / "BC5CDR-chem-IOB" / "test.tsv"
 DOCS = [
     "Naloxone reverses the antihypertensive effect of clonidine.",
@@ -41,7 +41,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def predictor(model_dir: Path) -> Iterator[Predictor]:
-    with Predictor.from_model_dir(model_dir, overrides=["cpu.num_threads=1"]) as p:
+    with Predictor.from_model_dir(model_dir, overrides=["runconfig.num_threads=1"]) as p:
         yield p
 
 
@@ -190,11 +190,11 @@ def test_weights_fall_back_to_newest_readable_checkpoint(model_dir: Path, tmp_pa
     (copy / "best_model.pt").unlink()
     checkpoints = sorted(copy.glob("checkpoint_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
     assert len(checkpoints) >= 2
-    with Predictor.from_model_dir(copy, overrides=["cpu.num_threads=1"]) as p:
+    with Predictor.from_model_dir(copy, overrides=["runconfig.num_threads=1"]) as p:
         assert p.trained.weights_path == checkpoints[-1]
     data = checkpoints[-1].read_bytes()
     checkpoints[-1].write_bytes(data[: len(data) // 2])  # a write cut short
-    with Predictor.from_model_dir(copy, overrides=["cpu.num_threads=1"]) as p:
+    with Predictor.from_model_dir(copy, overrides=["runconfig.num_threads=1"]) as p:
         assert p.trained.weights_path == checkpoints[-2]
         assert len(p.predict_tokens([["aspirin", "and", "naloxone"]])[0]) == 3
 

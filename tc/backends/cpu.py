@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import Field
-
 from tc.core.config import Section
-from tc.core.errors import ConfigError
+from tc.core.hardware import resolve_precision, set_host_threads
 from tc.core.interfaces import Backend, OptimSpec, Runner
 from tc.plugins import hookimpl
 
@@ -29,8 +26,9 @@ def native_bf16() -> bool:
 
 
 class CpuConfig(Section):
-    num_threads: int | None = Field(None, gt=0)
-    """Intra-op threads; default: every core this process may use."""
+    """The ``cpu:`` section. Threads are ``runconfig.num_threads`` (``cpu.num_threads`` is its deprecated
+    alias, moved there when the config loads)."""
+
     fused_optimizer: bool = True
     compile: bool = False
 
@@ -43,28 +41,22 @@ class CpuBackend(Backend):
     def device_description(self) -> str:
         import torch
 
-        precision = self.cfg.runconfig.precision
+        precision = resolve_precision(self.cfg, self.name).name
         slow = precision == "bf16" and not native_bf16()
         note = "; this CPU has no bf16 instructions, expect bf16 to be far slower than fp32" if slow else ""
         return f"cpu ({torch.get_num_threads()} threads, {precision}{note})"
 
     def setup(self) -> None:
-        import torch
-
-        threads = self.cfg.cpu.num_threads or self.cfg.runconfig.num_threads or len(os.sched_getaffinity(0))
-        torch.set_num_threads(threads)
+        set_host_threads(self.cfg, default_all_cores=True)
 
     def prepare(self, model: torch.nn.Module, spec: OptimSpec | None) -> Runner:
         import torch
 
         from tc.backends.eager import EagerRunner
 
-        precision = self.cfg.runconfig.precision
-        if precision == "fp16":
-            raise ConfigError("runconfig.precision: fp16 is not supported on the cpu backend (use bf16 or fp32)")
-        dtype = torch.bfloat16 if precision == "bf16" else None
-        return EagerRunner(model, spec, torch.device("cpu"), dtype, fused=self.cfg.cpu.fused_optimizer,
-                           compile_model=self.cfg.cpu.compile)
+        precision = resolve_precision(self.cfg, self.name, supported=("bf16", "fp32"))
+        return EagerRunner(model, spec, torch.device("cpu"), precision.autocast_dtype,
+                           fused=self.cfg.cpu.fused_optimizer, compile_model=self.cfg.cpu.compile)
 
 
 @hookimpl

@@ -3,10 +3,12 @@ fused AdamW, pinned host memory with non-blocking copies, optional ``torch.compi
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Literal
 
 from tc.core.config import Section
+from tc.core.hardware import Precision, resolve_precision
 from tc.core.interfaces import Availability, Backend, Batch, OptimSpec, Runner
 from tc.plugins import hookimpl
 
@@ -42,42 +44,44 @@ class CudaBackend(Backend):
             return Availability(False, f"no CUDA device (torch {torch.__version__} is a CPU-only build)")
         return Availability(False, "no CUDA device")
 
-    def setup(self) -> None:
-        import os
-
+    @property
+    def device(self) -> torch.device:
+        """The GPU this process uses: ``cuda.device``, else LOCAL_RANK, else 0. Known from the config
+        alone, so ``--dry-run`` (which never calls ``setup``) can describe it."""
         import torch
 
         index = self.cfg.cuda.device
         if index is None:
             index = int(os.environ.get("LOCAL_RANK", 0))
-        self.device = torch.device("cuda", index)
+        return torch.device("cuda", index)
+
+    def setup(self) -> None:
+        import torch
+
         torch.cuda.set_device(self.device)
         torch.backends.cuda.matmul.allow_tf32 = self.cfg.cuda.tf32
         torch.backends.cudnn.allow_tf32 = self.cfg.cuda.tf32
 
-    def precision(self) -> str:
+    def precision(self) -> Precision:
+        """``cuda.precision``, else ``runconfig.precision``, whose fp32 default becomes bf16 on a GPU with bf16."""
         import torch
 
-        chosen = self.cfg.cuda.precision
-        if chosen is None:
-            chosen = self.cfg.runconfig.precision
-            if chosen == "fp32" and torch.cuda.is_bf16_supported():
-                chosen = "bf16"
-        return chosen
+        def bf16_if_supported() -> str | None:
+            return "bf16" if torch.cuda.is_bf16_supported() else None
+
+        return resolve_precision(self.cfg, self.name, override=self.cfg.cuda.precision,
+                                 override_key="cuda.precision", instead_of_fp32=bf16_if_supported)
 
     def device_description(self) -> str:
         import torch
 
-        return f"{torch.cuda.get_device_name(self.device)} ({self.precision()})"
+        return f"{torch.cuda.get_device_name(self.device)} ({self.precision().name})"
 
     def prepare(self, model: torch.nn.Module, spec: OptimSpec | None) -> Runner:
-        import torch
-
         from tc.backends.eager import EagerRunner
 
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[self.precision()]
-        return EagerRunner(model, spec, self.device, dtype, fused=self.cfg.cuda.fused_optimizer,
-                           compile_model=self.cfg.cuda.compile)
+        return EagerRunner(model, spec, self.device, self.precision().autocast_dtype,
+                           fused=self.cfg.cuda.fused_optimizer, compile_model=self.cfg.cuda.compile)
 
     def batches(self, plan: BatchPlan) -> Iterator[list[Batch]]:
         """Batches in pinned memory, so the runner's non_blocking copies overlap with compute."""

@@ -8,12 +8,11 @@ from typing import Any
 import torch
 
 from tc.core.errors import ConfigError
-from tc.core.interfaces import Batch, OptimSpec, Runner, StepResult
-
-MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
+from tc.core.interfaces import Batch, OptimSpec, Runner, StepResult, model_inputs
 
 
 def build_optimizer(spec: OptimSpec, model: torch.nn.Module, fused: bool = False) -> torch.optim.Optimizer:
+    """The torch optimizer ``spec`` names, over ``OptimSpec.param_groups`` (eager and deepspeed)."""
     groups = spec.param_groups(model)
     kind = spec.optimizer_type
     if kind in ("adamw", "adam"):
@@ -26,14 +25,17 @@ def build_optimizer(spec: OptimSpec, model: torch.nn.Module, fused: bool = False
 
 
 def build_scheduler(spec: OptimSpec, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
+    """``OptimSpec.lr_factor`` as a torch LambdaLR: the one LR schedule of every torch-optimizer backend
+    (eager and deepspeed), and the layout the cerebras backend converts its schedule position to."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: spec.lr_factor(step))
 
 
 class EagerRunner(Runner):
     """Forward, backward, clip and step in plain PyTorch on ``device``.
 
-    ``autocast`` (bf16/fp16) wraps forward passes; fp16 adds a GradScaler. Only model inputs are moved
-    to the device, with ``non_blocking`` copies from pinned host memory when the backend pins it.
+    ``autocast`` (bf16/fp16) wraps forward passes; fp16 adds a GradScaler. Only model inputs (the batch
+    without the core's keys, ``interfaces.model_inputs``) are moved to the device, with ``non_blocking``
+    copies from pinned host memory when the backend pins it.
     """
 
     def __init__(
@@ -61,8 +63,7 @@ class EagerRunner(Runner):
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     def _inputs(self, batch: Batch, with_labels: bool = True) -> Batch:
-        keys = MODEL_INPUTS if with_labels else MODEL_INPUTS[:3]
-        return {k: batch[k].to(self.device, non_blocking=True) for k in keys if k in batch}
+        return {k: v.to(self.device, non_blocking=True) for k, v in model_inputs(batch, with_labels).items()}
 
     def train_step(self, micro_batches: list[Batch]) -> StepResult:
         assert self.optimizer is not None and self.spec is not None, "runner prepared without an optimizer"

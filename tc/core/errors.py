@@ -51,7 +51,6 @@ def first_line(exc: BaseException, limit: int = 200, sentence: bool = False) -> 
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
         return type(exc).__name__
-    line = lines[0].strip()
-    if sentence:
-        line = line.split(". ")[0].strip().rstrip(".")
-    return line[:limit]
+    if sentence:  # split before stripping: a line ending in ". " still ends its sentence there
+        return lines[0].split(". ")[0].strip().rstrip(".")[:limit]
+    return lines[0].strip()[:limit]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from tc.core.fs import atomic_write_text
 from tc.core.interfaces import Backend, Dataset, Runner, Task
 from tc.core.sampling import BatchPlan
 
@@ -49,8 +49,7 @@ def write_results(model_dir: Path, metrics: dict[str, Any]) -> Path:
     """``eval_results.json`` (latest evaluation) plus a per-split copy, written atomically."""
     target = model_dir / "eval_results.json"
     split = re.sub(r"[^\w.-]+", "_", Path(str(metrics.get("split", "eval"))).stem) or "eval"
+    text = json.dumps(metrics, indent=2, default=str) + "\n"
     for path in (target, model_dir / f"eval_results_{split}.json"):
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(metrics, indent=2, default=str) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write_text(path, text)
     return target

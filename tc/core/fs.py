@@ -8,9 +8,10 @@ one, and the new file gets the user's umask like any file ``open()`` creates.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -22,6 +23,11 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def current_umask() -> int:
+    """The process umask, for folders made by ``tempfile.mkdtemp`` (always 0700) that users will share."""
+    return _umask()
 
 
 def fsync_dir(folder: Path) -> None:
@@ -84,3 +90,122 @@ def ensure_writable_dir(path: Path, what: str) -> None:
         probe.unlink()
     except OSError as exc:
         raise ConfigError(f"{what}: {path} is not writable ({exc.strerror or exc})") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Outputs never land on inputs
+# ---------------------------------------------------------------------------------------------
+
+PathLike = str | os.PathLike[str]
+Named = Mapping[str, PathLike | None] | Sequence[PathLike | None]
+
+
+def _named(paths: Named, default: str) -> list[tuple[str, Path]]:
+    """``(what, path)`` pairs from a mapping (what -> path) or a plain sequence (all called ``default``)."""
+    items = paths.items() if isinstance(paths, Mapping) else ((default, p) for p in paths)
+    return [(name, Path(p).expanduser()) for name, p in items if p is not None and str(p) not in ("", "-")]
+
+
+def _real(path: Path) -> Path:
+    """The absolute path with every symlink resolved (the part that exists), so aliases compare equal."""
+    return Path(os.path.realpath(path.expanduser()))
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of an existing file: equal for hard links, which no path comparison sees."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def _is_within(inner: Path, outer: Path) -> bool:
+    return inner == outer or outer in inner.parents
+
+
+def _tree_files(folder: Path) -> Iterator[Path]:
+    """Every file below ``folder`` (a model directory: a few dozen entries), symlinks not followed."""
+    for root, _, files in os.walk(folder):
+        for name in files:
+            yield Path(root) / name
+
+
+def check_output(path: PathLike, inputs: Named = (), protected_dirs: Named = (), flag: str = "--output",
+                 kind: str = "file", replaceable: Iterable[str] = ()) -> Path:
+    """Refuse an output that would overwrite something the command reads, before any work starts.
+
+    The one rule every writing command applies (``tc predict``, ``tc export``, ``tc prepare``,
+    ``tc report``, ``tc run``'s model directory), so that nothing a user types loses data:
+
+    * ``kind="file"``: ``path`` may not be the same file as any of ``inputs`` (compared by resolved
+      real path, so symlinks count, and by device and inode, so hard links count), nor an existing file
+      inside ``protected_dirs`` (a model directory) unless its name matches a ``replaceable`` pattern.
+    * ``kind="dir"``: ``path`` (a folder the command fills) may not be, or contain, any of ``inputs``
+      or ``protected_dirs``.
+
+    ``inputs`` and ``protected_dirs`` are mappings from what the user typed (``"--input"``) to a path,
+    or plain sequences; ``None`` and ``-`` (stdin/stdout) are skipped. Returns ``path`` as a Path;
+    raises :class:`ConfigError` whose message starts with ``flag``.
+    """
+    out = Path(path).expanduser()
+    real = _real(out)
+    named_inputs = _named(inputs, "input")
+    named_dirs = _named(protected_dirs, "model directory")
+    if kind == "dir":
+        for what, source in [*named_inputs, *named_dirs]:
+            source_real = _real(source)
+            if source_real == real or (source.exists() and out.exists() and os.path.samefile(source, out)):
+                raise ConfigError(f"{flag}: {out} is the {what} {source}; choose a new folder")
+            if _is_within(source_real, real):
+                raise ConfigError(f"{flag}: {out} contains the {what} {source}; choose a new folder")
+        return out
+    if kind != "file":
+        raise ValueError(f"kind={kind!r}: expected 'file' or 'dir'")
+    if out.is_dir():
+        return out  # no file can be written there; the command says so in its own words
+    out_id = _file_id(out) if out.is_file() else None
+    for what, source in named_inputs:
+        if _real(source) == real or (out_id is not None and _file_id(source) == out_id):
+            raise ConfigError(f"{flag}: {out} is the {what} file {source}; choose another output file")
+    patterns = tuple(replaceable)
+    for what, folder in named_dirs:
+        if not folder.is_dir():
+            continue
+        inside = _is_within(real, _real(folder))
+        if inside and out.exists() and not any(fnmatch.fnmatch(real.name, p) for p in patterns):
+            alias = f" is a link to {real}," if out.is_symlink() else " is"
+            raise ConfigError(f"{flag}: {out}{alias} a file of the {what} {folder}; choose another output file")
+        if out_id is not None:  # a hard link shares its bytes, whatever its name or folder
+            twin = next((f for f in _tree_files(folder) if _file_id(f) == out_id and _real(f) != real), None)
+            if twin is not None:
+                raise ConfigError(f"{flag}: {out} is the same file as {twin} (a hard link into the {what} "
+                                  f"{folder}); choose another output file")
+    return out
+
+
+PATH_KEYS = ("_dir", "_file", "_path")
+NOT_INPUTS = frozenset({"runconfig.model_dir", "runconfig.checkpoint_path"})
+"""Path keys of a run config that are not inputs the model directory must keep clear of: the model
+directory itself, and a checkpoint to start from (often the model directory's own: that is resuming)."""
+
+
+def config_inputs(cfg: Any) -> dict[str, Path]:
+    """``section.key -> path`` of every path a run config reads (data folders, vocab and label files, a
+    pretrained folder), found by key name like config path resolution does, so a plugin's keys count too."""
+    found: dict[str, Path] = {}
+    for section, value in dict(cfg).items():
+        fields = dict(value) if hasattr(value, "model_fields") else {}
+        for key, item in fields.items():
+            name = f"{section}.{key}"
+            if item is None or name in NOT_INPUTS or not isinstance(item, str | os.PathLike):
+                continue
+            if key.endswith(PATH_KEYS) or (key == "pretrained" and Path(item).expanduser().is_dir()):
+                found[name] = Path(item)
+    return found
+
+
+def check_model_dir(cfg: Any, flag: str = "runconfig.model_dir") -> Path:
+    """A run's model directory may not be, or contain, anything the run reads (``tc run --model-dir
+    data/x`` would mix checkpoints into the data and overwrite same-named files)."""
+    return check_output(cfg.runconfig.model_dir, inputs=config_inputs(cfg), kind="dir", flag=flag)

@@ -27,6 +27,17 @@ Batch = dict[str, "torch.Tensor"]
 ``index`` (int64, the dataset row of each example), ``loss_share`` (float32 scalar, this
 micro-batch's fraction of the whole global step's loss tokens) and ``step_weight`` (float32 scalar,
 the factor the step's gradient, but not its reported loss, is multiplied by: ``StepRows.weight``)."""
+CORE_KEYS = ("index", "loss_share", "step_weight")
+"""The keys the core adds to a Batch; every other key is the model's (its inputs and its targets)."""
+TARGETS = "labels"
+"""The key of the model's targets: left out of evaluation batches, so no loss is computed there."""
+
+
+def model_inputs(batch: Batch, with_targets: bool = True) -> Batch:
+    """What a runner hands the model: ``batch`` without the core's keys (and without the targets for
+    evaluation). One rule for every backend, so no backend names a model's inputs."""
+    dropped = CORE_KEYS if with_targets else (*CORE_KEYS, TARGETS)
+    return {k: v for k, v in batch.items() if k not in dropped}
 
 
 class Dataset(ABC):
@@ -209,7 +220,8 @@ class Backend(ABC):
     """True when every batch must be padded to max_sequence_length (compiled graphs)."""
     checkpoint_suffix: ClassVar[str] = ".pt"
     modes: ClassVar[tuple[str, ...]] = ("train", "eval", "train_and_eval")
-    """``--mode`` values this backend runs; compile-only style modes are backend-specific."""
+    """``--mode`` values this backend runs, and the only ones ``tc run --backend NAME`` accepts; modes
+    beyond train/eval (e.g. cerebras's compile_only) go to ``run_mode``."""
 
     def __init__(self, cfg: RunConfig) -> None:
         self.cfg = cfg
@@ -218,6 +230,16 @@ class Backend(ABC):
     @classmethod
     def is_available(cls) -> Availability:
         return Availability(True)
+
+    @classmethod
+    def require_available(cls) -> None:
+        """Raise BackendUnavailable (saying why) unless ``is_available``: the one check before a backend
+        runs anything, wherever it is started from (``tc run``, ``tc predict``, a backend's setup)."""
+        available = cls.is_available()
+        if not available.ok:
+            from tc.core.errors import BackendUnavailable
+
+            raise BackendUnavailable(f"backend {cls.name!r} is not available here: {available.reason}")
 
     def device_description(self) -> str:
         return "cpu"

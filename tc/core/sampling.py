@@ -14,14 +14,26 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from tc.core.errors import ConfigError
 from tc.core.interfaces import Dataset, RankInfo
+
+if TYPE_CHECKING:
+    from tc.core.cadence import Cadence
 
 BUCKET_WINDOW = 64
 """Global batches per sorting window: wide enough to cut padding, narrow enough to stay random."""
+
+
+def check_divisible(batch_size: int, world: int, accum: int, ranks: str = "world size") -> None:
+    """A global batch splits into ``world`` x ``accum`` equal micro-batches, or the run is refused before it
+    starts; ``ranks`` names where the world size came from (e.g. ``deepspeed.num_processes``)."""
+    if batch_size % (world * accum):
+        raise ConfigError(f"train_input.batch_size={batch_size} must divide by {ranks} ({world} ranks) x "
+                          f"runconfig.grad_accum_steps={accum}")
 
 
 @dataclass
@@ -72,6 +84,9 @@ class BatchPlan:
     start_position: int = 0
     max_steps: int | None = None
     loss_normalization: Literal["epoch", "batch"] = "epoch"
+    cadence: Cadence | None = None
+    """The loop's schedule of evaluations and checkpoints over this plan, for backends that run steps in
+    chunks and must end a chunk where the loop pauses (None: plans the loop does not train on)."""
 
     def epoch_batches(self, epoch: int) -> list[np.ndarray]:
         n = len(self.dataset)

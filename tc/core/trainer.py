@@ -1,9 +1,10 @@
 """The one training loop. Every backend runs it; it never asks which backend it has.
 
 Per step it hands the backend's runner this rank's micro-batches, then decides on logging, devel
-evaluation (model selection, early stopping), checkpoints and stop signals. Resume state (weights,
-optimizer, schedule, step, RNG, data position) round-trips through ``tc.core.checkpoint`` so a killed
-run restarted with the same command ends bit-identical to one that never stopped.
+evaluation (model selection, early stopping), checkpoints and stop signals, on the schedule of one
+``Cadence``. Where to start and what to save is ``tc.core.checkpoint.policy``'s: resume state (weights,
+optimizer, schedule, step, RNG, data position) round-trips through it, so a killed run restarted with
+the same command ends bit-identical to one that never stopped.
 """
 
 from __future__ import annotations
@@ -19,18 +20,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from rich.markup import escape
 
-from tc.core import checkpoint as ckpt
+from tc.core.cadence import Cadence
+from tc.core.checkpoint.policy import BEST, CheckpointPolicy, Start
 from tc.core.config import RunSettings, dump_config
-from tc.core.errors import CheckpointError, ConfigError, TrainingAborted
+from tc.core.errors import ConfigError, TrainingAborted
 from tc.core.evaluation import evaluate, write_results
-from tc.core.fs import ensure_writable_dir
+from tc.core.fs import atomic_write_text, ensure_writable_dir
 from tc.core.interfaces import Backend, OptimSpec, Runner, Task
 from tc.core.reporting import Reporter
-from tc.core.sampling import BatchPlan
+from tc.core.sampling import BatchPlan, check_divisible
 
-BEST = "best_model.pt"
+__all__ = ["BEST", "Job", "Start", "final_evaluation", "fit", "optim_spec", "run", "runner_for_eval", "train_plan"]
 
 
 @dataclass
@@ -53,15 +54,6 @@ class Job:
     @property
     def pad_to(self) -> int | None:
         return self.cfg.train_input.max_sequence_length if self.static else None
-
-
-@dataclass
-class Start:
-    """Where training starts: which checkpoint, which of its parts apply."""
-
-    path: Path | None = None
-    parts: set[str] = field(default_factory=set)
-    state: dict[str, Any] = field(default_factory=dict)
 
 
 def run(job: Job, mode: str) -> dict[str, Any] | None:
@@ -95,76 +87,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-# -- checkpoints -------------------------------------------------------------------------------
-def find_start(job: Job, model: torch.nn.Module) -> Start:
-    """Apply the loading policies: an explicit checkpoint path, else resume from model_dir."""
-    rc = job.cfg.runconfig
-    if rc.checkpoint_path is not None:
-        parts = ckpt.parse_parts(rc.load_checkpoint_states)
-        state = read_checkpoint(job, Path(rc.checkpoint_path))
-        start = Start(Path(rc.checkpoint_path), parts, state)
-        job.reporter.info(f"loading {sorted(parts & set(state) | parts & {'model'})} from {rc.checkpoint_path}")
-        if parts == {"model"}:
-            job.reporter.info("load_checkpoint_states=model: fine-tuning from step 0 with a fresh optimizer")
-    else:
-        start = latest_good(job)
-        if start.path is None:
-            return start
-        job.reporter.info(f"resuming from {start.path}")
-    if "model" in start.parts:
-        load_weights(job, model, start.state, start.path)
-    return start
-
-
-def load_weights(job: Job, model: torch.nn.Module, state: dict[str, Any], path: Path) -> None:
-    """Apply ``state["model"]`` with the run's strictness; show what non-strict loading skipped."""
-    report = ckpt.apply_model_state(
-        model, state["model"], strict=not job.cfg.runconfig.disable_strict_checkpoint_loading, source=path,
-        labels=(state.get("meta", {}).get("labels"), job.task.meta().get("labels")),
-    )
-    if not report.clean:
-        job.reporter.show(skipped_table(report))
-
-
-def read_checkpoint(job: Job, path: Path) -> dict[str, Any]:
-    """A tc checkpoint from any backend, or a foreign one (e.g. Hugging Face) converted by the task."""
-    if not path.exists():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    foreign = job.task.convert_foreign_state(path)
-    if foreign is not None:
-        return {"model": foreign}
-    return job.backend.load_checkpoint(path)
-
-
-def latest_good(job: Job) -> Start:
-    """Newest readable checkpoint in model_dir; a corrupt one is reported and the previous one used."""
-    suffixes = {job.backend.checkpoint_suffix}
-    found = ckpt.list_checkpoints(job.model_dir, suffixes) or ckpt.list_checkpoints(job.model_dir, {".pt"})
-    for _, path in reversed(found):
-        try:
-            state = job.backend.load_checkpoint(path)
-        except CheckpointError as exc:
-            job.reporter.info(f"[yellow]warning:[/] {escape(str(exc))}; trying the previous checkpoint")
-            continue
-        return Start(path, set(ckpt.PARTS), state)
-    return Start()
-
-
-def skipped_table(report: ckpt.LoadReport) -> Any:
-    from rich.table import Table
-
-    table = Table(title="non-strict checkpoint loading", title_justify="left")
-    table.add_column("key")
-    table.add_column("what happened")
-    for key in report.missing:
-        table.add_row(key, "not in checkpoint: freshly initialised")
-    for key, theirs, ours in report.mismatched:
-        table.add_row(key, f"shape {list(theirs)} != model {list(ours)}: freshly initialised")
-    for key in report.unexpected:
-        table.add_row(key, "not in model: skipped")
-    return table
-
-
 # -- training ----------------------------------------------------------------------------------
 def optim_spec(cfg: Any, total_steps: int) -> OptimSpec:
     o = cfg.optimizer
@@ -192,15 +114,22 @@ class Selection:
         return False
 
 
+def train_plan(job: Job, dataset: Any) -> BatchPlan:
+    """The training BatchPlan of ``job`` over ``dataset``: the one place the loop's data order, shapes and
+    loss weighting are derived from the config (backends with a step of their own reuse it)."""
+    rc, ti = job.cfg.runconfig, job.cfg.train_input
+    return BatchPlan(
+        dataset, ti.batch_size, train=True, seed=rc.seed, shuffle=ti.shuffle, bucket=not job.static,
+        drop_last=job.backend.static_shapes, pad_to=job.pad_to, accum=rc.grad_accum_steps,
+        world_size=job.backend.ranks.world_size, loss_normalization=rc.loss_normalization,
+    )
+
+
 def fit(job: Job) -> Runner:
     task, backend, cfg, rep = job.task, job.backend, job.cfg, job.reporter
     rc, ti = cfg.runconfig, cfg.train_input
     world = backend.ranks.world_size
-    if ti.batch_size % (world * rc.grad_accum_steps):
-        raise ConfigError(
-            f"train_input.batch_size={ti.batch_size} must divide by world size {world} x "
-            f"runconfig.grad_accum_steps {rc.grad_accum_steps}"
-        )
+    check_divisible(ti.batch_size, world, rc.grad_accum_steps)
     seed_everything(rc.seed)
     train_set = task.dataset("train")
     selection_set = task.dataset(rc.selection_split) if rc.selection_split else None
@@ -209,36 +138,26 @@ def fit(job: Job) -> Runner:
         rep.info(f"{rc.selection_split}: {selection_set.describe()}")
     if backend.ranks.is_main:
         task.write_assets(job.model_dir)
-        (job.model_dir / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
+        atomic_write_text(job.model_dir / "config.yaml", dump_config(cfg))
 
     model = task.build_model()
-    start = find_start(job, model)
-    plan = BatchPlan(
-        train_set, ti.batch_size, train=True, seed=rc.seed, shuffle=ti.shuffle, bucket=not job.static,
-        drop_last=backend.static_shapes, pad_to=job.pad_to, accum=rc.grad_accum_steps, world_size=world,
-        loss_normalization=rc.loss_normalization,
-    )
+    checkpoints = CheckpointPolicy(job)
+    start = checkpoints.start(model)
+    plan = train_plan(job, train_set)
     per_epoch = plan.steps_per_epoch()
     if per_epoch == 0:
         raise ConfigError(f"train_input.batch_size={ti.batch_size} is larger than the {len(train_set)} training rows")
     total = rc.max_steps or math.ceil((rc.num_epochs or RunSettings.model_fields["num_epochs"].default) * per_epoch)
     runner = backend.prepare(model, optim_spec(cfg, total))
-
-    state, parts = start.state, start.parts
-    if state:
-        runner.load_state_dict(state, parts & {"optimizer", "lr_scheduler"})
-    step = int(state.get("global_step", 0)) if "global_step" in parts else 0
-    position = dict(state.get("dataloader") or {}) if "dataloader" in parts else {}
-    epoch, pos = int(position.get("epoch", 0)), int(position.get("position", 0))
-    if "rng" in parts and state.get("rng"):
-        ckpt.restore_rng(state["rng"])
-    selection = Selection(**state.get("selection", {})) if "global_step" in parts else Selection()
+    start.restore(runner)
+    step, (epoch, pos) = start.step, start.epoch_position
+    selection = Selection(**start.selection)
     if step >= total:
         rep.info(f"already trained to step {step} (target {total})")
-        return _with_best_weights(job, runner, selection)
+        return checkpoints.use_best(runner, selection)
 
-    plan.start_epoch, plan.start_position, plan.max_steps = epoch, pos, total - step
-    eval_every = rc.eval_frequency or per_epoch
+    cadence = Cadence.from_config(rc, per_epoch, total)
+    plan.start_epoch, plan.start_position, plan.max_steps, plan.cadence = epoch, pos, total - step, cadence
     rep.info(f"training {total - step} steps ({per_epoch} per epoch, global batch {ti.batch_size}) "
              f"on {backend.device_description()}")
     rep.start_training(total, step)
@@ -254,7 +173,7 @@ def fit(job: Job) -> Runner:
                 rep.stop_training()
                 where = f"; last good checkpoint: {last_ckpt}" if last_ckpt else ""
                 raise TrainingAborted(f"loss is {result.loss} at step {step}: training stopped{where}")
-            if step % rc.log_steps == 0 or step == total:
+            if cadence.logs(step):
                 elapsed = time.perf_counter() - window_t
                 speed = window_rows / max(elapsed, 1e-9)
                 rep.record({"step": step, "epoch": round(epoch + pos / per_epoch, 4), "loss": result.loss,
@@ -262,21 +181,15 @@ def fit(job: Job) -> Runner:
                 rep.step(step, epoch + pos / per_epoch, result.loss, runner.lr, speed)
                 window_t, window_rows = time.perf_counter(), 0
             evaluated = improved = False
-            if selection_set is not None and (step % eval_every == 0 or step == total):
+            if selection_set is not None and cadence.evaluates(step):
                 eval_start = time.perf_counter()
                 improved = _select(job, runner, selection_set, selection, step)
                 evaluated = True
                 window_t += time.perf_counter() - eval_start  # throughput counts training time only
             patience_out = bool(rc.early_stopping_patience) and selection.bad_evals >= rc.early_stopping_patience
-            due = (rc.checkpoint_steps and step % rc.checkpoint_steps == 0) or step == total
             stopping = backend.agree(stop.signal is not None)
-            if improved:  # written before the checkpoint that records best_step
-                weights = runner.state_dict()["model"]  # on every rank: ZeRO-3 gathers collectively
-                if backend.ranks.is_main:
-                    ckpt.atomic_save({"model": weights, "meta": task.meta(), "global_step": step,
-                                      "f1": selection.best_f1}, job.model_dir / BEST)
-            if due or evaluated or stopping or patience_out:
-                last_ckpt = save(job, runner, step, epoch, pos, selection)
+            due = cadence.checkpoints(step) or evaluated or stopping or patience_out
+            last_ckpt = checkpoints.save_step(runner, step, epoch, pos, selection, improved, due) or last_ckpt
             if stopping:
                 rep.stop_training()
                 name = stop.signal or "SIGTERM"  # another rank was signalled
@@ -287,7 +200,7 @@ def fit(job: Job) -> Runner:
                 rep.info(f"early stopping at step {step}: no devel improvement in {selection.bad_evals} evaluations")
                 break
     rep.stop_training()
-    return _with_best_weights(job, runner, selection)
+    return checkpoints.use_best(runner, selection)
 
 
 def _select(job: Job, runner: Runner, dataset: Any, selection: Selection, step: int) -> bool:
@@ -302,28 +215,6 @@ def _select(job: Job, runner: Runner, dataset: Any, selection: Selection, step: 
     if job.backend.ranks.is_main:
         write_results(job.model_dir, metrics)
     return improved
-
-
-def save(job: Job, runner: Runner, step: int, epoch: int, pos: int, selection: Selection) -> Path:
-    path = job.model_dir / ckpt.checkpoint_name(step, job.backend.checkpoint_suffix)
-    extra = {"global_step": step, "rng": ckpt.capture_rng(), "dataloader": {"epoch": epoch, "position": pos},
-             "selection": selection.__dict__.copy(), "meta": job.task.meta(), "format": ckpt.FORMAT}
-    job.backend.save_checkpoint(runner, path, extra)
-    job.backend.barrier()
-    if job.backend.ranks.is_main:
-        ckpt.prune(job.model_dir, job.cfg.runconfig.keep_last_n, {job.backend.checkpoint_suffix, ".pt"})
-    return path
-
-
-def _with_best_weights(job: Job, runner: Runner, selection: Selection) -> Runner:
-    """Swap in the devel-best weights for the final evaluation."""
-    best = job.model_dir / BEST
-    if selection.best_step and best.exists():
-        state = ckpt.load_file(best)
-        runner.load_state_dict(state, {"model"})
-        job.reporter.info(f"using the best {job.cfg.runconfig.selection_split} checkpoint "
-                          f"(step {selection.best_step}, F1 {selection.best_f1:.2f})")
-    return runner
 
 
 # -- evaluation --------------------------------------------------------------------------------
@@ -346,21 +237,7 @@ def runner_for_eval(job: Job) -> Runner:
     """Weights for ``--mode eval``: an explicit checkpoint, else the best, else the latest in model_dir."""
     seed_everything(job.cfg.runconfig.seed)
     model = job.task.build_model()
-    rc = job.cfg.runconfig
-    if rc.checkpoint_path is not None:
-        path = Path(rc.checkpoint_path)
-        state = read_checkpoint(job, path)
-    elif (job.model_dir / BEST).exists():
-        path = job.model_dir / BEST
-        state = ckpt.load_file(path)
-    else:
-        start = latest_good(job)
-        if start.path is None:
-            raise CheckpointError(
-                f"{job.model_dir}: no checkpoint to evaluate (train first, or pass --checkpoint-path)"
-            )
-        path, state = start.path, start.state
-    load_weights(job, model, state, path)
+    path = CheckpointPolicy(job).weights_for_eval(model)
     job.reporter.info(f"evaluating weights from {path}")
     return job.backend.prepare(model, None)
 

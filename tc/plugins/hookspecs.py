@@ -5,6 +5,9 @@ the ``tc`` entry-point group of its package::
 
     [project.entry-points.tc]
     my_plugin = "my_package.plugin"
+
+A ``@hookimpl`` function whose name is none of the hooks below (``register_backend`` for
+``register_backends``) would never be called; the loader reports such a plugin as failed instead.
 """
 
 from __future__ import annotations

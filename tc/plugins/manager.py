@@ -1,15 +1,17 @@
-"""Load tc plugins (built-ins and the ``tc`` entry-point group) and collect what they register.
+"""Load tc plugins (the ``tc`` entry-point group) and collect what they register.
 
-A plugin that fails to import, or whose hook raises, is skipped and recorded in ``failures``: one broken
-package never takes the CLI down. A name registered twice is rejected: the first registration stays and
-the failure names both plugins.
+tc's own backends and task are entry points of the tc distribution, loaded exactly like third-party
+ones, only first. A plugin that fails to import, implements a hook that does not exist (a misspelling
+such as ``register_backend``, found by pluggy's ``check_pending``), or whose hook raises, is skipped and
+recorded in ``failures``: one broken package never takes the CLI down. A name registered twice is
+rejected: the first registration stays and the failure names both plugins.
 ``TC_LOAD_PLUGINS`` (comma list of plugin names, empty for none) restricts which third-party plugins load.
 """
 
 from __future__ import annotations
 
+import difflib
 import functools
-import importlib
 import os
 import traceback
 from dataclasses import dataclass, field
@@ -23,13 +25,6 @@ from tc.core.interfaces import Backend, Registry, Task
 from tc.plugins import hookspecs
 
 GROUP = "tc"
-BUILTIN_PLUGINS = (
-    "tc.backends.cpu",
-    "tc.backends.cuda",
-    "tc.backends.deepspeed",
-    "tc.backends.cerebras",
-    "tc.tasks.token_cls.plugin",
-)
 
 
 @dataclass
@@ -89,6 +84,26 @@ def _selected() -> set[str] | None:
     return {p.strip() for p in raw.split(",") if p.strip()}
 
 
+def _check_selected(selected: set[str] | None, found: list[Any]) -> None:
+    """A name in TC_LOAD_PLUGINS that no installed plugin has is a typo or a missing install: say so,
+    rather than run without the plugin the user asked for."""
+    unknown = sorted((selected or set()) - {ep.name for ep in found})
+    if unknown:
+        from tc.core.errors import ConfigError
+
+        installed = sorted({ep.name for ep in found if not _is_builtin(ep)})
+        raise ConfigError(f"TC_LOAD_PLUGINS={os.environ.get('TC_LOAD_PLUGINS', '')}: no installed plugin named "
+                          f"{unknown[0]!r} (installed: {', '.join(installed) or 'none'}; empty loads none)")
+
+
+def _is_builtin(ep: Any) -> bool:
+    """An entry point of the tc distribution itself (by its metadata; by module when that is unknown)."""
+    dist = getattr(ep, "dist", None)
+    if dist is not None and dist.name:
+        return dist.name.lower() == "tc"
+    return ep.value.split(":")[0].split(".")[0] == "tc"
+
+
 def _hook_names(plugin: object) -> list[str]:
     return sorted(n for n in dir(plugin) if n.startswith("register_") and hasattr(getattr(plugin, n), "tc_impl"))
 
@@ -103,37 +118,60 @@ def load_plugins() -> Plugins:
     infos: list[PluginInfo] = []
     failures: list[PluginFailure] = []
 
-    for module_name in BUILTIN_PLUGINS:
-        try:
-            module = importlib.import_module(module_name)
-        except Exception as exc:
-            failures.append(PluginFailure(module_name, "import", _one_line(exc), traceback.format_exc()))
-            continue
-        pm.register(module, name=module_name)
-        infos.append(PluginInfo(module_name, tc.__version__, _hook_names(module), builtin=True))
-
     selected = _selected()
-    for ep in entry_points(group=GROUP):
-        if ep.value in BUILTIN_PLUGINS or (selected is not None and ep.name not in selected):
-            continue
+    found = list(entry_points(group=GROUP))
+    _check_selected(selected, found)
+    builtins = [ep for ep in found if _is_builtin(ep)]
+    if not builtins:
+        failures.append(PluginFailure("tc", "import", "tc's own entry points are missing (tc is not installed: "
+                                      "pip install -e . in the checkout)"))
+    third_party = [ep for ep in found if not _is_builtin(ep) and (selected is None or ep.name in selected)]
+    for ep in [*builtins, *third_party]:  # built-ins first: on a name clash the built-in keeps it
+        builtin = ep in builtins
+        name = ep.value if builtin else ep.name
         try:
             plugin = ep.load()
         except Exception as exc:
-            failures.append(PluginFailure(ep.name, "import", _one_line(exc), traceback.format_exc()))
+            failures.append(PluginFailure(name, "import", _one_line(exc), traceback.format_exc()))
             continue
-        if pm.is_registered(plugin) or pm.has_plugin(ep.name):
-            failures.append(PluginFailure(ep.name, "import", "plugin registered twice under one name"))
+        if pm.is_registered(plugin) or pm.has_plugin(name):
+            failures.append(PluginFailure(name, "import", "plugin registered twice under one name"))
             continue
         try:
-            pm.register(plugin, name=ep.name)
+            pm.register(plugin, name=name)
         except Exception as exc:  # e.g. a hook with a wrong signature
-            failures.append(PluginFailure(ep.name, "register", _one_line(exc), traceback.format_exc()))
+            failures.append(PluginFailure(name, "register", _one_line(exc), traceback.format_exc()))
             continue
-        infos.append(PluginInfo(ep.name, _version(ep.dist), _hook_names(plugin)))
+        unknown = _unknown_hooks(pm, plugin)
+        if unknown is not None:
+            pm.unregister(plugin)
+            failures.append(PluginFailure(name, "register", unknown))
+            continue
+        infos.append(PluginInfo(name, tc.__version__ if builtin else _version(ep.dist), _hook_names(plugin),
+                                builtin=builtin))
 
     registry = Registry()
     _collect(pm, registry, failures)
     return Plugins(registry, infos, failures, pm)
+
+
+def _unknown_hooks(pm: pluggy.PluginManager, plugin: object) -> str | None:
+    """Why ``plugin`` (just registered) fails pluggy's ``check_pending``: a hookimpl no hookspec declares,
+    which pluggy would otherwise keep and never call. None when every hook it implements exists."""
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError:
+        pass
+    else:
+        return None
+    known = sorted(n for n in dir(hookspecs) if n.startswith("register_"))
+    names = sorted(n for n, caller in vars(pm.hook).items()
+                   if isinstance(caller, pluggy.HookCaller) and caller.spec is None
+                   and any(impl.plugin is plugin for impl in caller.get_hookimpls()))
+    name = names[0] if names else "?"
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"did you mean {close[0]!r}?" if close else f"tc's hooks: {', '.join(known)}"
+    return f"unknown hook {name!r} ({hint}); the plugin is not loaded"
 
 
 def _one_line(exc: BaseException) -> str:

@@ -18,10 +18,12 @@ Two label schemes:
 from __future__ import annotations
 
 import csv
+import errno
 import functools
 import io
 import itertools
 import json
+import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -32,6 +34,7 @@ import numpy as np
 
 from tc.core.errors import DataError
 from tc.core.interfaces import Dataset
+from tc.core.readers import parse_json
 
 if TYPE_CHECKING:
     import torch
@@ -102,12 +105,30 @@ class Sentence:
         return f"{self.source}:{self.line} (word {i + 1})"
 
 
+def _not_a_file(path: Path) -> str | None:
+    """What ``path`` is when something is there but it is not a regular file (a directory, a broken or
+    looping symlink, a FIFO or device); None for a regular file or for nothing at all."""
+    if path.is_symlink():
+        try:
+            path.stat()
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return "is a symlink loop (it never reaches a file)"
+            return f"is a broken symlink: its target {os.readlink(path)} does not exist"
+    if path.is_dir():
+        return "is a directory, expected a data file"
+    if path.exists() and not path.is_file():
+        return "is not a regular file (a FIFO, socket or device)"
+    return None
+
+
 def _read_text(path: Path) -> str:
     """The file as text; missing, unreadable, non-UTF-8 or empty files are user errors."""
+    what = _not_a_file(path)
+    if what is not None:
+        raise DataError(f"{path}: {what}")
     if not path.exists():
         raise DataError(f"{path}: file not found")
-    if path.is_dir():
-        raise DataError(f"{path}: is a directory, expected a data file")
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -243,10 +264,15 @@ def _candidates(split: str) -> list[str]:
 
 
 def find_split_file(data_dir: Path, split: str) -> Path | None:
-    """The file holding ``split`` in ``data_dir`` (raw first, then prepared CSV), or None."""
+    """The file holding ``split`` in ``data_dir`` (raw first, then prepared CSV), or None. A candidate name
+    that is there but is not a file (a directory, a broken symlink) is an error saying what it is."""
     for name in _candidates(split):
-        if (Path(data_dir) / name).is_file():
-            return Path(data_dir) / name
+        path = Path(data_dir) / name
+        if path.is_file():
+            return path
+        what = _not_a_file(path)
+        if what is not None:
+            raise DataError(f"{path}: {what}")
     return None
 
 
@@ -260,8 +286,8 @@ def load_split(data_dir: Path | None, split: str) -> list[Sentence]:
     if split not in SPLIT_ALIASES:
         direct = Path(split).expanduser()
         for candidate in (direct, *(() if folder is None else (folder / direct,))):
-            if candidate.is_file():
-                return read_file(candidate)
+            if candidate.is_file() or (candidate.is_symlink() and _not_a_file(candidate) is not None):
+                return read_file(candidate)  # a broken or looping symlink: read_file says which
         found = None if folder is None or not folder.is_dir() else find_split_file(folder, split)
         if found is None:
             raise DataError(f"{split}: file not found" + ("" if folder is None else f" (nor in {folder})"))
@@ -271,7 +297,8 @@ def load_split(data_dir: Path | None, split: str) -> list[Sentence]:
     if folder.is_file():
         return read_file(folder)
     if not folder.is_dir():
-        raise DataError(f"{folder}: data directory not found")
+        what = _not_a_file(folder)
+        raise DataError(f"{folder}: {'data directory not found' if what is None else what.split(', expected')[0]}")
     found = find_split_file(folder, split)
     if found is None:
         raise DataError(f"{folder}: no {split} split (looked for {', '.join(_candidates(split))})")
@@ -449,13 +476,10 @@ class LabelMap:
     def load(cls, path: Path) -> LabelMap:
         """Read ``{"label": id}`` (ids 0..n-1) or a JSON list of labels in id order."""
         path = Path(path)
-        try:
-            data = json.loads(_read_text(path))
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+        data = parse_json(_read_text(path), path, DataError)  # a duplicate key names its line
         if isinstance(data, list) and all(isinstance(x, str) for x in data):
             return cls(data, source=str(path))
-        if not isinstance(data, dict) or not all(isinstance(v, int) for v in data.values()):
+        if not isinstance(data, dict) or not all(type(v) is int for v in data.values()):  # true is no id
             raise DataError(f"{path}: expected a JSON object {{label: id}} or a list of labels")
         if sorted(data.values()) != list(range(len(data))):
             raise DataError(f"{path}: label ids must be 0..{len(data) - 1}, got {sorted(data.values())}")

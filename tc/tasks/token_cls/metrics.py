@@ -1,5 +1,7 @@
 """NER scores: seqeval entity-level P/R/F1 on words (micro and per type), plus the Cerebras seed's
-token-level macro F1 over labelled positions. All scores are percentages."""
+token-level macro F1 over labelled positions, and for splits read from documents or several corpora
+(``split_scores``) mention-level scores on the documents and per-corpus scores. All scores are
+percentages."""
 
 from __future__ import annotations
 
@@ -70,3 +72,90 @@ def metrics_table(metrics: dict[str, Any]) -> Table:
         table.caption = (f"token-level macro F1 {metrics['token_macro_f1']:.2f}  |  "
                          f"{metrics.get('examples_per_s', 0):.0f} windows/s")
     return table
+
+
+def _only(sequence: list[str], types: tuple[str, ...] | None) -> list[str]:
+    """Labels of types outside ``types`` read as O (a corpus is scored only on the types it annotates)."""
+    if types is None:
+        return sequence
+    return [x if x == "O" or x[2:] in types else "O" for x in sequence]
+
+
+def _documents(part: Any, words: list[list[str]], types: tuple[str, ...] | None,
+               prefix: str = "") -> tuple[list[Any], list[Any]]:
+    """(gold, predicted) documents of a document part, restricted to ``types``, ids prefixed."""
+    import dataclasses
+
+    from tc.tasks.token_cls.documents.model import with_mentions
+
+    def keep(doc: Any) -> Any:
+        kept = with_mentions(doc, [m for m in doc.mentions if types is None or m.type in types])
+        return dataclasses.replace(kept, id=prefix + doc.id) if prefix else kept
+
+    predicted = part.corpus.to_documents(words[part.start : part.stop])
+    return [keep(d) for d in part.corpus.documents], [keep(d) for d in predicted]
+
+
+def split_scores(data: Any, gold: list[list[str]], pred: list[list[str]],
+                 types: list[tuple[str, ...] | None]) -> dict[str, Any]:
+    """Scores of a split read by ``tc.tasks.token_cls.sources`` (``SplitData``; ``types[i]`` what part
+    ``i`` annotates, None for all): seqeval entity scores overall (top-level, ``f1``), per corpus when
+    there are several (``corpora``), and mention-level scores on the documents (``mentions``,
+    ``mention_f1``: micro over every document part; each corpus's own under ``corpora``)."""
+    from tc.tasks.token_cls.documents import mention_scores
+
+    parts = data.parts
+    shown = list(pred)
+    for part, kinds in zip(parts, types, strict=True):
+        shown[part.start : part.stop] = [_only(s, kinds) for s in pred[part.start : part.stop]]
+    metrics = entity_scores(gold, shown)
+    several = len(parts) > 1
+    if several:
+        metrics["corpora"] = {
+            part.source.name: {**entity_scores(gold[part.start : part.stop], shown[part.start : part.stop]),
+                               "types": None if kinds is None else list(kinds)}
+            for part, kinds in zip(parts, types, strict=True)}
+    all_gold: list[Any] = []
+    all_pred: list[Any] = []
+    alignment = {}
+    for part, kinds in zip(parts, types, strict=True):
+        if part.corpus is None:
+            continue
+        g, p = _documents(part, pred, kinds, f"{part.source.name}/" if several else "")
+        all_gold.extend(g)
+        all_pred.extend(p)
+        alignment[part.source.name] = part.corpus.report.to_dict()
+        if several:
+            own = mention_scores(g, p)
+            metrics["corpora"][part.source.name].update(mentions=own, mention_f1=own["f1"])
+    if all_gold:
+        metrics["mentions"] = mention_scores(all_gold, all_pred)
+        metrics["mention_f1"] = metrics["mentions"]["f1"]
+        metrics["alignment"] = alignment if several else next(iter(alignment.values()))
+    return metrics
+
+
+def corpora_table(metrics: dict[str, Any]) -> Table:
+    """One row per corpus: its types, entity F1 and (documents) mention F1."""
+    split = metrics.get("split", "eval")
+    table = Table(title=f"{split} per corpus", title_justify="left")
+    for column in ("corpus", "types", "entity F1", "mention F1", "entities"):
+        table.add_column(column, justify="left" if column in ("corpus", "types") else "right")
+    for name, v in metrics["corpora"].items():
+        mention = f"{v['mention_f1']:.2f}" if "mention_f1" in v else "-"
+        table.add_row(name, ", ".join(v.get("types") or ["all"]), f"{v['f1']:.2f}", mention, str(v["entities"]))
+    return table
+
+
+def render(metrics: dict[str, Any]) -> Any:
+    """The entity table, then the mention table (documents) and the per-corpus table (several corpora)."""
+    from rich.console import Group
+
+    from tc.tasks.token_cls.documents.mention_eval import mention_table
+
+    parts: list[Any] = [metrics_table(metrics)]
+    if "mentions" in metrics:
+        parts.append(mention_table(metrics["mentions"], metrics.get("split", "eval")))
+    if "corpora" in metrics:
+        parts.append(corpora_table(metrics))
+    return parts[0] if len(parts) == 1 else Group(*parts)

@@ -3,8 +3,8 @@
 A post-LayerNorm BERT encoder with a linear head on every token, numerically equal to Hugging Face
 ``BertForTokenClassification`` on the same weights. Query, key and value share one fused projection
 (one wide GEMM instead of three, which matters on CPU); the Hugging Face mapping (hf_bert.py)
-concatenates them on load and splits them on export. The file imports only torch, the standard library and tc's errors
-(safetensors lazily), so it also runs in the Cerebras venv on torch 2.4.
+concatenates them on load and splits them on export. The file imports only torch, the standard library, tc's errors
+and the label constants (safetensors lazily), so it also runs in the Cerebras venv on torch 2.4.
 
 Layout of the state dict (tc's own names)::
 
@@ -26,9 +26,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tc.core.errors import ConfigError
+from tc.tasks.token_cls.labels import IGNORE_INDEX  # -100: positions that carry no loss
 
-IGNORE_INDEX = -100
-"""Label of positions that carry no loss (special tokens, word continuations, padding)."""
+CLASS_MASK_VALUE = -1.0e9
+"""Logit given to the classes a row's corpus does not annotate, in the training loss: exp of it is 0."""
 
 MASK_VALUE = -10000.0
 """Additive attention bias on padded keys. Finite, so that it survives a cast to fp16/bf16 and a row
@@ -274,22 +275,31 @@ class BertForTokenClassification(nn.Module):
         h = self.encoder(h, attention_bias(attention_mask))  # (B, T, H)
         logits = self.classifier(self.dropout(h))  # (B, T, C)
         labels = batch.get("labels")
-        loss = None if labels is None else self.token_loss(logits, labels, attention_mask)
+        loss = None if labels is None else self.token_loss(logits, labels, attention_mask, batch.get("class_mask"))
         return logits, loss
 
-    def token_loss(self, logits: Tensor, labels: Tensor, attention_mask: Tensor | None) -> Tensor:
+    def token_loss(self, logits: Tensor, labels: Tensor, attention_mask: Tensor | None,
+                   class_mask: Tensor | None = None) -> Tensor:
         """fp32 cross-entropy averaged over counted positions, times ``loss_weight``.
 
         A position counts when its label is not -100 and (unless ``include_padding_in_loss``) it is a
         real token. Uses ``ignore_index`` rather than boolean indexing so shapes stay static; with no
         counted position the sum is 0 and the count is clamped to 1, giving a 0 loss that still has a
         grad_fn (the backward pass then adds nothing).
+
+        ``class_mask`` (B, C) bool, from training on several corpora: the classes each row's corpus
+        annotates. The others leave that row's softmax (their logits become ``CLASS_MASK_VALUE`` before the
+        cross-entropy), so a corpus that does not annotate a type never teaches its tokens are not of it:
+        those classes get exactly zero gradient from its rows. Training loss only; predictions see every class.
         """
         targets = labels.long()
         if attention_mask is not None and not self.config.include_padding_in_loss:
             targets = targets.masked_fill(attention_mask == 0, IGNORE_INDEX)
+        logits = logits.float()
+        if class_mask is not None:
+            logits = logits.masked_fill(~class_mask.bool()[:, None, :], CLASS_MASK_VALUE)  # (B, T, C)
         total = F.cross_entropy(
-            logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
+            logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
         )
         count = targets.ne(IGNORE_INDEX).sum().clamp(min=1)
         return total / count * self.config.loss_weight

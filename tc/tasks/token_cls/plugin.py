@@ -26,11 +26,13 @@ def register_models(register):  # type: ignore[no-untyped-def]
 
 @hookimpl
 def register_commands(cli):  # type: ignore[no-untyped-def]
-    """``tc predict`` / ``tc export`` for token_cls model directories, and ``tc prepare token_cls``."""
+    """``tc predict`` / ``export`` / ``serve`` / ``calibrate`` for token_cls model dirs; ``tc prepare token_cls``."""
+    from tc.tasks.token_cls.calibrate_command import COMMANDS as CALIBRATE_COMMANDS
     from tc.tasks.token_cls.commands import COMMANDS
     from tc.tasks.token_cls.prepare_command import prepare_token_cls
+    from tc.tasks.token_cls.serve.command import COMMANDS as SERVE_COMMANDS
 
-    for command in COMMANDS:
+    for command in (*COMMANDS, *SERVE_COMMANDS, *CALIBRATE_COMMANDS):
         cli.add_command(command)
     if "prepare" in cli.commands:
         cli.commands["prepare"].add_command(prepare_token_cls)

@@ -12,7 +12,6 @@ runs through a backend's runner, so prediction works on whatever hardware traini
 from __future__ import annotations
 
 import functools
-import json
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -22,141 +21,28 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tc.core.errors import CheckpointError, TcError
+from tc.tasks.token_cls.model_dir import (  # noqa: F401  (re-exported: imported from here by others)
+    BEST,
+    LABELS_FILE,
+    TASK_FILE,
+    VOCAB_FILE,
+    TrainedModel,
+    load_trained_model,
+    read_task_info,
+    read_weights,
+    weight_candidates,
+)
 
 if TYPE_CHECKING:
-    import torch
-
     from tc.core.interfaces import Backend, Runner
-    from tc.tasks.token_cls.data import LabelMap, Sentence, TokenClsDataset, WordPieceEncoder
-    from tc.tasks.token_cls.model import BertConfig
+    from tc.tasks.token_cls.data import Sentence, TokenClsDataset, WordPieceEncoder
+    from tc.tasks.token_cls.longdoc import Progress
 
-BEST = "best_model.pt"
-LABELS_FILE = "label2id.json"
-VOCAB_FILE = "vocab.txt"
-TASK_FILE = "tc_task.json"
 DEFAULT_BATCH_SIZE = 32
 CHUNK_DOCUMENTS = 1024
 """Documents featurised at once: bounds memory on huge inputs, yet gives length bucketing enough to sort."""
 UNTYPED = "ENTITY"
 """Entity type reported for untyped labels (the seed scheme's plain B/I/O)."""
-
-
-# ---------------------------------------------------------------------------------------------
-# The model directory
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class TrainedModel:
-    """Everything inference needs from a model directory, read and checked once."""
-
-    model_dir: Path
-    weights_path: Path
-    state: dict[str, torch.Tensor]
-    config: BertConfig
-    label_map: LabelMap
-    vocab_file: Path
-    do_lower_case: bool
-    max_sequence_length: int
-    label_scheme: str
-
-    def build_model(self) -> torch.nn.Module:
-        """The network with these weights; a checkpoint that does not fit the config is refused."""
-        from tc.core.checkpoint import apply_model_state
-        from tc.tasks.token_cls.model import BertForTokenClassification
-
-        model = BertForTokenClassification(self.config)
-        apply_model_state(model, self.state, strict=True, source=self.weights_path,
-                          labels=(None, list(self.label_map.labels)))
-        return model.eval()
-
-
-def read_task_info(model_dir: Path) -> dict[str, Any]:
-    """``tc_task.json``: tokenizer casing, trained sequence length and the model config."""
-    path = model_dir / TASK_FILE
-    if not path.is_file():
-        raise CheckpointError(f"{path}: not found; is {model_dir} a tc token_cls model directory?")
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: unreadable ({_first_line(exc)})") from None
-    missing = [k for k in ("do_lower_case", "max_sequence_length", "model_config") if k not in info]
-    if missing:
-        raise CheckpointError(f"{path}: missing key {missing[0]!r}")
-    return info
-
-
-def weight_candidates(model_dir: Path, suffixes: Sequence[str] = (".pt",)) -> list[Path]:
-    """Where weights may be read from, best first: the devel-best model, then checkpoints newest first."""
-    from tc.core.checkpoint import list_checkpoints
-
-    found = [path for _, path in reversed(list_checkpoints(model_dir, set(suffixes)))]
-    best = model_dir / BEST
-    return [best, *found] if best.is_file() else found
-
-
-def read_weights(model_dir: Path, checkpoint: Path | None = None, suffixes: Sequence[str] = (".pt",),
-                 reader: Any = None) -> tuple[Path, dict[str, Any]]:
-    """(path, checkpoint dict) of an explicit checkpoint, else the first readable candidate.
-
-    A corrupt newest checkpoint falls back to the previous one, as resuming does; ``reader`` is a
-    backend's ``load_checkpoint`` (it also reads that backend's native checkpoint format).
-    """
-    from tc.core.checkpoint import load_file
-
-    read = reader or load_file
-    if checkpoint is not None:
-        return Path(checkpoint), read(Path(checkpoint))
-    candidates = weight_candidates(model_dir, suffixes)
-    if not candidates:
-        raise CheckpointError(f"{model_dir}: no {BEST} or checkpoint_<step>.pt to predict with (train first)")
-    first_error: CheckpointError | None = None
-    for path in candidates:
-        try:
-            return path, read(path)
-        except CheckpointError as exc:
-            first_error = first_error or exc
-    assert first_error is not None
-    raise first_error
-
-
-def load_trained_model(model_dir: str | Path, checkpoint: str | Path | None = None,
-                       suffixes: Sequence[str] = (".pt",), reader: Any = None) -> TrainedModel:
-    """Read weights, labels, vocabulary and task settings of a trained model directory."""
-    from tc.tasks.token_cls.data import LabelMap
-    from tc.tasks.token_cls.model import BertConfig
-
-    model_dir = Path(model_dir).expanduser()
-    if not model_dir.exists():
-        raise CheckpointError(f"{model_dir}: model directory not found")
-    if not model_dir.is_dir():
-        raise CheckpointError(f"{model_dir}: not a directory (expected a tc model directory)")
-    info = read_task_info(model_dir)
-    labels_path = model_dir / LABELS_FILE
-    if not labels_path.is_file():
-        raise CheckpointError(f"{labels_path}: not found; the label map is needed to name predictions")
-    vocab = model_dir / VOCAB_FILE
-    if not vocab.is_file():
-        raise CheckpointError(f"{vocab}: not found; the vocabulary is needed to tokenize input")
-    label_map = LabelMap.load(labels_path)
-    try:
-        config = BertConfig(**info["model_config"])
-    except TypeError as exc:
-        raise CheckpointError(f"{model_dir / TASK_FILE}: model_config does not fit this tc ({exc})") from None
-    if config.num_classes != len(label_map):
-        raise CheckpointError(f"{labels_path}: {len(label_map)} labels but the model has {config.num_classes} "
-                              "classes")
-    path, state = read_weights(model_dir, None if checkpoint is None else Path(checkpoint), suffixes, reader)
-    return TrainedModel(
-        model_dir=model_dir, weights_path=path, state=state["model"], config=config, label_map=label_map,
-        vocab_file=vocab, do_lower_case=bool(info["do_lower_case"]),
-        max_sequence_length=int(info["max_sequence_length"]), label_scheme=info.get("label_scheme", "typed"),
-    )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,6 +166,14 @@ class Predictor:
     encoder: WordPieceEncoder
     batch_size: int = DEFAULT_BATCH_SIZE
     stats: Throughput = field(default_factory=Throughput)
+    progress: Progress | None = None
+    """Called as ``progress(chars_done, chars_total, words_done)`` while a very long document is tagged."""
+
+    def __repr__(self) -> str:
+        """One line: the model directory, the weights used, the labels and the backend."""
+        backend = getattr(self.backend, "name", type(self.backend).__name__)
+        return (f"Predictor(model_dir={str(self.trained.model_dir)!r}, weights={self.trained.weights_path.name!r}, "
+                f"labels={list(self.labels)!r}, backend={backend!r})")
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
@@ -329,10 +223,17 @@ class Predictor:
     def predict(self, texts: Sequence[str]) -> list[list[dict[str, Any]]]:
         """Entities of each text: ``{"start", "end", "type", "text", "score"}`` with ``text ==
         texts[i][start:end]``; documents of any length (long ones are windowed)."""
+        from tc.tasks.token_cls.longdoc import LONG_DOCUMENT_CHARS, tag_long_document
+
         _require_sequence(texts, "predict", "texts")
-        words = [split_words(text) for text in texts]
+        long = {i for i, text in enumerate(texts) if isinstance(text, str) and len(text) > LONG_DOCUMENT_CHARS}
+        short = [text for i, text in enumerate(texts) if i not in long]
+        words = [split_words(text) for text in short]
         tagged = self.tag([[w for w, _, _ in doc] for doc in words])
-        return [entities(text, doc, t.labels, t.scores) for text, doc, t in zip(texts, words, tagged, strict=True)]
+        found = iter([entities(text, doc, t.labels, t.scores) for text, doc, t in zip(short, words, tagged,
+                                                                                        strict=True)])
+        return [tag_long_document(self, text, self.progress) if i in long else next(found)
+                for i, text in enumerate(texts)]
 
     def predict_tokens(self, sentences: Sequence[Sequence[str]]) -> list[list[str]]:
         """One IOB2 label per word of each pre-tokenized sentence."""

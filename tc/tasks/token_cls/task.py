@@ -1,9 +1,16 @@
-"""The ``token_cls`` task: CoNLL/TSV data -> WordPiece features -> BERT token head -> seqeval F1."""
+"""The ``token_cls`` task: CoNLL/TSV or documents -> WordPiece features -> BERT token head -> F1.
+
+Scores are seqeval's entity F1 on words (top-level ``f1``, what model selection uses, as before) and,
+for splits read from documents, mention-level exact-offset F1 on the original documents (``mentions``,
+``mention_f1``). With ``train_input.corpora`` the label map is the union of the corpora's types and
+evaluation reports each corpus (``corpora``) beside the overall scores.
+"""
 
 from __future__ import annotations
 
 import functools
 import json
+import os
 import shutil
 from dataclasses import asdict
 from pathlib import Path
@@ -21,6 +28,7 @@ from tc.tasks.token_cls.settings import (
     pretrained_dir,
     read_json_object,
 )
+from tc.tasks.token_cls.sources import Source, SplitData, load_sources, log
 
 ASSET_LABELS = "label2id.json"
 ASSET_VOCAB = "vocab.txt"
@@ -44,6 +52,63 @@ class TokenClassification(Task):
     def _data_dir(self, split: str) -> Path:
         section = self._input(split)
         return section.data_dir or self.cfg.train_input.data_dir or default_data_dir()
+
+    def _sources(self, split: str) -> list[Source]:
+        """eval_input's own corpora or data_dir for evaluation splits, else train_input's corpora or data_dir."""
+        section, ti = self._input(split), self.cfg.train_input
+        fmt = section.format or ti.format
+        if split != "train" and section.data_dir is not None and not section.corpora:
+            return [Source(section.data_dir, None, fmt, Path(section.data_dir).name, 0, "eval_input.data_dir")]
+        owner = "eval_input" if split != "train" and section.corpora else "train_input"
+        corpora = section.corpora if owner == "eval_input" else ti.corpora
+        if not corpora:
+            return [Source(self._data_dir(split), None, fmt, Path(self._data_dir(split)).name)]
+        if ti.label_scheme != "typed":
+            raise ConfigError(f"{owner}.corpora: several corpora need label_scheme typed (the seed's labels have "
+                              "no types to mask)")
+        sources = []
+        for i, c in enumerate(corpora):
+            types = None if c.types is None else tuple(c.types)
+            sources.append(Source(c.data_dir, types, c.format, c.name or Path(c.data_dir).name, i,
+                                  f"{owner}.corpora[{i}].data_dir"))
+        names = [s.name for s in sources]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"{owner}.corpora: two corpora are named {max(names, key=names.count)!r}; "
+                              "give each a name")
+        return sources
+
+    @functools.cache  # noqa: B019 - one task per run; caching splits avoids re-reading files
+    def split_data(self, split: str) -> SplitData:
+        """The split's sentences and where they came from (documents kept for mention scoring)."""
+        return load_sources(self._sources(split), split, self._input(split).max_sentences)
+
+    @functools.cached_property
+    def corpus_types(self) -> list[tuple[str, ...]]:
+        """Per training corpus, the types it annotates: declared, else those its train split has."""
+        out = []
+        train = self.split_data("train")
+        for part in train.parts:
+            seen = sorted({x[2:] for s in train.sentences[part.start : part.stop] for x in s.labels or () if x != "O"})
+            declared = part.source.types
+            out.append(tuple(declared) if declared is not None else tuple(seen))
+        return out
+
+    def _class_mask(self, data: SplitData) -> np.ndarray | None:
+        """(sentences, classes) bool: the classes each sentence's corpus annotates (O always); None with one
+        corpus that annotates everything."""
+        if not self.cfg.train_input.corpora:
+            return None
+        types = self.corpus_types
+        labels = self.label_map.labels
+        per_corpus = np.array([[x == "O" or x[2:] in t for x in labels] for t in types], dtype=bool)
+        mask = np.empty((len(data.sentences), len(labels)), dtype=bool)
+        for part in data.parts:
+            mask[part.start : part.stop] = per_corpus[part.source.index]
+        return mask
+
+    def _context_tokens(self, split: str) -> int:
+        own = self._input(split).context_tokens
+        return own if own is not None else (self.cfg.train_input.context_tokens or 0)
 
     def _existing(self, path: Path, key: str, what: str) -> Path:
         """``path`` if it is a file; otherwise an error naming the config key that gave it."""
@@ -81,14 +146,14 @@ class TokenClassification(Task):
 
     @functools.cached_property
     def encoder(self) -> Any:
-        from tc.tasks.token_cls.data import WordPieceEncoder
+        from tc.tasks.token_cls.wordpiece import WordPieceEncoder
 
         return WordPieceEncoder(self.vocab_file, do_lower_case=self.do_lower)
 
     @functools.cached_property
     def label_map(self) -> Any:
         """Explicit label file, else the trained model's, else the labels seen in the train split."""
-        from tc.tasks.token_cls.data import LabelMap
+        from tc.tasks.token_cls.labels import LabelMap
 
         explicit = self.cfg.train_input.label_vocab_file
         if explicit is not None:
@@ -98,17 +163,12 @@ class TokenClassification(Task):
             return LabelMap.load(saved)
         return LabelMap.from_sentences(self._sentences("train"), scheme=self.cfg.train_input.label_scheme)
 
-    @functools.cache  # noqa: B019 - one task per run; caching splits avoids re-reading files
     def _sentences(self, split: str) -> list[Any]:
-        from tc.tasks.token_cls.data import load_split
-
-        sentences = load_split(self._data_dir(split), split)
-        limit = self._input(split).max_sentences
-        return sentences[:limit] if limit else sentences
+        return self.split_data(split).sentences
 
     @functools.cache  # noqa: B019
     def dataset(self, split: str) -> Dataset:
-        from tc.tasks.token_cls.data import TokenClsDataset
+        from tc.tasks.token_cls.dataset import TokenClsDataset
 
         section = self._input(split)
         max_len = section.max_sequence_length
@@ -118,9 +178,19 @@ class TokenClassification(Task):
                 f"{'train_input' if split == 'train' else 'eval_input'}.max_sequence_length={max_len} exceeds "
                 f"model.max_position_embeddings={max_pos}"
             )
-        return TokenClsDataset(
-            self._sentences(split), self.encoder, self.label_map, max_len, scheme=self.cfg.train_input.label_scheme
+        data = self.split_data(split)
+        dataset = TokenClsDataset(
+            data.sentences, self.encoder, self.label_map, max_len, scheme=self.cfg.train_input.label_scheme,
+            context_tokens=self._context_tokens(split),
+            class_mask=self._class_mask(data) if split == "train" else None,
         )
+        self._splits[id(dataset)] = data
+        return dataset
+
+    @functools.cached_property
+    def _splits(self) -> dict[int, SplitData]:
+        """Datasets this task built -> their split data (evaluation scores the documents behind them)."""
+        return {}
 
     # -- model -------------------------------------------------------------------------------
     @functools.cached_property
@@ -161,18 +231,49 @@ class TokenClassification(Task):
 
     # -- metrics -----------------------------------------------------------------------------
     def evaluate(self, dataset: Dataset, predictions: dict[int, np.ndarray]) -> dict[str, Any]:
-        from tc.tasks.token_cls.metrics import entity_scores, token_macro_f1
+        """seqeval entity scores (top-level ``f1``), token macro F1, and for a split this task read: per
+        corpus scores, mention scores on its documents, and the final split's predictions written back
+        into the model directory in the documents' own format."""
+        from tc.tasks.token_cls.metrics import entity_scores, split_scores, token_macro_f1
 
-        metrics = entity_scores(dataset.word_labels(), dataset.word_predictions(predictions))
+        words = dataset.word_predictions(predictions)
+        data = self._splits.get(id(dataset))
+        if data is None:
+            metrics = entity_scores(dataset.word_labels(), words)
+        else:
+            metrics = split_scores(data, dataset.word_labels(), words, self._part_types(data))
+            if data.split == (self.cfg.eval_input.split or "test") and os.environ.get("RANK", "0") == "0":
+                self._write_predictions(data, words, metrics)
         gold, pred = dataset.token_level_ids(predictions)
         metrics["token_macro_f1"] = token_macro_f1(gold, pred, len(self.label_map.labels))
         metrics["sentences"] = len(dataset.sentences)
         return metrics
 
-    def render_metrics(self, metrics: dict[str, Any]) -> Any:
-        from tc.tasks.token_cls.metrics import metrics_table
+    def _part_types(self, data: SplitData) -> list[tuple[str, ...] | None]:
+        """What each part is scored on: a training corpus's types, else what its source declares (None: all)."""
+        from_train = self.cfg.train_input.corpora and self._sources(data.split)[0].key.startswith("train_input")
+        return [self.corpus_types[p.source.index] if from_train else p.source.types for p in data.parts]
 
-        return metrics_table(metrics)
+    def _write_predictions(self, data: SplitData, words: list[list[str]], metrics: dict[str, Any]) -> None:
+        """``<model_dir>/<input file name>`` for each document part (``<corpus>.<name>`` with several)."""
+        from tc.tasks.token_cls.documents import write_documents
+
+        written = []
+        parts = [p for p in data.parts if p.corpus is not None and p.path is not None]
+        for part in parts:
+            name = part.path.name if len(parts) == 1 else f"{part.source.name}.{part.path.name}"
+            docs = part.corpus.to_documents(words[part.start : part.stop])
+            target = self.model_dir / name
+            write_documents(target, docs, part.fmt)
+            written.append(str(target))
+        if written:
+            metrics["predictions_written"] = written
+            log(f"{data.split} predictions: {', '.join(written)}")
+
+    def render_metrics(self, metrics: dict[str, Any]) -> Any:
+        from tc.tasks.token_cls.metrics import render
+
+        return render(metrics)
 
     # -- persistence -------------------------------------------------------------------------
     def meta(self) -> dict[str, Any]:
@@ -194,6 +295,7 @@ class TokenClassification(Task):
             "do_lower_case": self.do_lower,
             "max_sequence_length": self.cfg.train_input.max_sequence_length,
             "label_scheme": self.cfg.train_input.label_scheme,
+            "context_tokens": self._context_tokens("train"),
             "model_config": asdict(self.model_config),
         }
         (model_dir / ASSET_TASK).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")

@@ -1,0 +1,39 @@
+"""``tc calibrate``: fit the entity-score temperature on a labelled split and store it in the model dir.
+
+A module of its own so that registering the command imports only click (``tc --help`` stays fast).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("calibrate")
+@click.option("--model-dir", "--model_dir", "model_dir", required=True, type=click.Path(path_type=Path),
+              help="A trained tc model directory (calibration.json is written into it).")
+@click.option("--data-dir", type=click.Path(path_type=Path),
+              help="Dataset folder holding the split (default: the shipped BC5CDR-chem).")
+@click.option("--split", default="devel", show_default=True, help="Labelled split to fit on (never test).")
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1), help="Windows per batch.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Backend setting, e.g. --set runconfig.num_threads=2.")
+def calibrate(model_dir: Path, data_dir: Path | None, split: str, batch_size: int, overrides: tuple[str, ...]) -> None:
+    """Temperature-scale entity scores on SPLIT; prints the ECE of entity scores before and after."""
+    from tc.tasks.token_cls import calibration
+    from tc.tasks.token_cls.data import load_split
+    from tc.tasks.token_cls.onnx_export import load_predictor
+    from tc.tasks.token_cls.settings import default_data_dir
+
+    folder = data_dir if data_dir is not None else default_data_dir()
+    sentences = load_split(folder, split)
+    with load_predictor(model_dir, "fp32", batch_size=batch_size, overrides=overrides, calibrated=False) as predictor:
+        result = calibration.calibrate(predictor, sentences, split)
+    calibration.save(predictor.trained.model_dir, result)
+    click.echo(f"temperature {result.temperature:.4f} from {result.words} {split} words; entity-score ECE "
+               f"{100 * result.ece_before:.2f}% -> {100 * result.ece_after:.2f}% over {result.entities} "
+               f"predicted entities (written to {predictor.trained.model_dir / calibration.CALIBRATION_FILE})")
+
+
+COMMANDS = (calibrate,)

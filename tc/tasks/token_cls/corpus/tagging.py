@@ -1,0 +1,72 @@
+"""One chunk of input units in, the exact output text for them out.
+
+Every way ``tc predict`` writes (stdout, a resumable file, one shard of many ranks) tags the same
+chunks of ``--chunk-size`` consecutive units with :func:`render_chunk`. A chunk's batches, padding and
+therefore its numbers depend only on the chunk, never on which process tags it or whether the run was
+interrupted before it, which is why a resumed or sharded run writes byte-identical output.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import IO, Any
+
+from tc.tasks.token_cls.corpus.readers import Block, Document, conll_line
+
+
+@dataclass
+class Tally:
+    """What was tagged: units (documents or CoNLL sentences) and entities found."""
+
+    units: int = 0
+    entities: int = 0
+
+    def add(self, other: Tally) -> None:
+        self.units += other.units
+        self.entities += other.entities
+
+
+def render_chunk(predictor: Any, fmt: str, chunk: Sequence[Document | Block]) -> tuple[str, Tally]:
+    """The output lines of ``chunk`` (one JSON line per document; CoNLL lines plus a label column)."""
+    if fmt == "conll":
+        return _render_conll(predictor, chunk)  # type: ignore[arg-type]
+    docs: Sequence[Document] = chunk  # type: ignore[assignment]
+    tally = Tally()
+    lines = []
+    for doc, spans in zip(docs, predictor.predict([d.text for d in docs]), strict=True):
+        lines.append(json.dumps({**doc.record, "entities": spans}, ensure_ascii=False) + "\n")
+        tally.units += 1
+        tally.entities += len(spans)
+    return "".join(lines), tally
+
+
+def _render_conll(predictor: Any, blocks: Sequence[Block]) -> tuple[str, Tally]:
+    from tc.tasks.token_cls.predict import word_spans
+
+    sentences = [b for b in blocks if b.is_sentence]
+    labels = iter(predictor.predict_tokens([b.tokens for b in sentences]) if sentences else [])
+    tally = Tally(units=len(sentences))
+    lines = []
+    for block in blocks:
+        if not block.is_sentence:
+            lines.append(block.lines[0] + "\n")
+            continue
+        predicted = next(labels)
+        tally.entities += len(word_spans(predicted))
+        lines.extend(conll_line(line, label) + "\n" for line, label in zip(block.lines, predicted, strict=True))
+    return "".join(lines), tally
+
+
+def stream(predictor: Any, fmt: str, chunks: Iterator[list[Document | Block]], out: IO[str],
+           after_chunk: Any = None) -> Tally:
+    """Tag every chunk and write it to ``out`` (stdout, or a file nothing resumes); returns the tally."""
+    total = Tally()
+    for chunk in chunks:
+        text, tally = render_chunk(predictor, fmt, chunk)
+        out.write(text)
+        total.add(tally)
+        if after_chunk is not None:
+            after_chunk(total)
+    return total

