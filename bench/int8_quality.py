@@ -81,7 +81,7 @@ def main() -> None:
     parser.add_argument("--no-peer", action="store_true", help="skip the transformers pipeline row")
     args = parser.parse_args()
 
-    from tc.tasks.token_cls.data import load_split
+    from tc.tasks.token_cls.readers import load_split
 
     sentences = load_split(args.data_dir, args.split)[: args.max_sentences]
     words = [list(s.words) for s in sentences]

@@ -254,7 +254,7 @@ def test_yaml_merge_keys_still_override(tmp_path: Path) -> None:
 
 def test_label_map_ids_must_be_integers_not_booleans(tmp_path: Path) -> None:
     from tc.core.errors import DataError
-    from tc.tasks.token_cls.data import LabelMap
+    from tc.tasks.token_cls.labels import LabelMap
 
     path = write(tmp_path / "label2id.json", '{"O": false, "B-X": true}')
     with pytest.raises(DataError, match="expected a JSON object"):

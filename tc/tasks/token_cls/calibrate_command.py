@@ -22,8 +22,8 @@ import click
 def calibrate(model_dir: Path, data_dir: Path | None, split: str, batch_size: int, overrides: tuple[str, ...]) -> None:
     """Temperature-scale entity scores on SPLIT; prints the ECE of entity scores before and after."""
     from tc.tasks.token_cls import calibration
-    from tc.tasks.token_cls.data import load_split
     from tc.tasks.token_cls.onnx_export import load_predictor
+    from tc.tasks.token_cls.readers import load_split
     from tc.tasks.token_cls.settings import default_data_dir
 
     folder = data_dir if data_dir is not None else default_data_dir()

@@ -27,8 +27,8 @@ from tc.core.fs import atomic_write_text
 if TYPE_CHECKING:
     import torch
 
-    from tc.tasks.token_cls.data import Sentence
     from tc.tasks.token_cls.predict import Predictor
+    from tc.tasks.token_cls.sentence import Sentence
 
 CALIBRATION_FILE = "calibration.json"
 BINS = 10
@@ -78,7 +78,7 @@ def apply_calibration(predictor: Predictor) -> float | None:
 def word_logits(predictor: Predictor, sentences: Sequence[Sentence]) -> tuple[np.ndarray, list[int]]:
     """(W, C) logits of every word's first subword, and the word count of each sentence."""
     from tc.core.sampling import BatchPlan
-    from tc.tasks.token_cls.data import Sentence
+    from tc.tasks.token_cls.sentence import Sentence
 
     rows = [Sentence(tuple(s.words), None, "<calibration>") for s in sentences if s.words]
     dataset = predictor._dataset(rows)

@@ -32,6 +32,8 @@ from tc.tasks.token_cls.corpus.readers import (  # noqa: F401  (re-exported: imp
     read_lines,
 )
 
+INPUT_DOCUMENT_FORMATS = ("pubtator", "bioc_xml", "bioc_json", "brat")  # corpus.documents.DOCUMENT_INPUTS
+
 # ---------------------------------------------------------------------------------------------
 # Commands
 # ---------------------------------------------------------------------------------------------
@@ -42,11 +44,20 @@ from tc.tasks.token_cls.corpus.readers import (  # noqa: F401  (re-exported: imp
               help="A trained tc model directory.")
 @click.option("--input", "-i", "input_path", default="-", show_default=True,
               help="File to tag; - reads stdin.")
-@click.option("--format", "fmt", type=click.Choice(FORMATS),
-              help="Input format (default: from the suffix: .jsonl -> jsonl, .tsv/.conll -> conll, else text). "
-                   "text: one document per line; jsonl: objects with a \"text\" field; conll: one token per "
-                   "line, blank lines between sentences (output: the same lines plus a label column).")
-@click.option("--output", "-o", "output_path", default="-", show_default=True, help="Where to write; - is stdout.")
+@click.option("--format", "fmt", type=click.Choice((*FORMATS, *INPUT_DOCUMENT_FORMATS)),
+              help="Input format (default: from the suffix: .jsonl -> jsonl, .tsv/.conll -> conll, .pubtator, "
+                   ".xml / .bioc.json (BioC), a folder or .txt with .ann beside (BRAT), else text). text: one "
+                   "document per line; jsonl: objects with a \"text\" field; conll: one token per line, blank "
+                   "lines between sentences (output: the same lines plus a label column). Document formats come "
+                   "back in the same format with predicted mentions (see README, Documents).")
+@click.option("--output", "-o", "output_path", default="-", show_default=True,
+              help="Where to write; - is stdout. For document input its suffix selects the format (.pubtator, "
+                   ".xml, .bioc.json, .ann or a folder for BRAT, .jsonl).")
+@click.option("--output-format", metavar="FORMAT",
+              help="Write documents in this format (pubtator, bioc_xml, bioc_json, brat, jsonl) whatever the "
+                   "--output suffix: converts, e.g. PubTator in, BioC out.")
+@click.option("--min-score", default=0.0, show_default=True, type=click.FloatRange(0, 1),
+              help="Leave out entities scoring below this (as tc serve's --min-score; CoNLL: labelled O).")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1), help="Windows per batch.")
 @click.option("--backend", "backend_name", default="cpu", show_default=True, help="Registered backend name.")
 @click.option("--checkpoint", type=click.Path(path_type=Path),
@@ -66,19 +77,22 @@ from tc.tasks.token_cls.corpus.readers import (  # noqa: F401  (re-exported: imp
               help="Multi-node: a DeepSpeed hostfile ('host slots=N' lines); OUT must be on a shared filesystem.")
 @click.option("--precision", type=click.Choice(("fp32", "onnx", "int8")), default="fp32", show_default=True,
               help="fp32: tc's torch model; onnx: onnxruntime fp32; int8: onnxruntime dynamic int8 (CPU).")
-def predict(model_dir: Path, input_path: str, fmt: str | None, output_path: str, batch_size: int, backend_name: str,
-            checkpoint: Path | None, overrides: tuple[str, ...], quiet: bool, chunk_size: int, overwrite: bool,
-            num_processes: int | None, hostfile: Path | None, precision: str) -> None:
-    """Tag raw text, JSONL or CoNLL with a trained model; entities come with character offsets.
+def predict(model_dir: Path, input_path: str, fmt: str | None, output_path: str, output_format: str | None,
+            min_score: float, batch_size: int, backend_name: str, checkpoint: Path | None,
+            overrides: tuple[str, ...], quiet: bool, chunk_size: int, overwrite: bool, num_processes: int | None,
+            hostfile: Path | None, precision: str) -> None:
+    """Tag raw text, JSONL, CoNLL or documents (PubTator, BioC, BRAT) with a trained model; entities come
+    with character offsets, documents come back in their format with predicted mentions.
 
     A file tagged into a file resumes when rerun after an interruption (see OUT.partial/), and
-    --num-processes N splits it over N processes; the output is the same either way."""
+    --num-processes N splits it over N processes; the output is the same either way (BioC and BRAT are
+    read and written whole, on one process)."""
     from tc.tasks.token_cls.corpus.run import PredictJob, predict_command
 
     job = PredictJob(model_dir=model_dir, input_path=input_path, fmt=fmt, output_path=output_path,
                      batch_size=batch_size, backend=backend_name, checkpoint=checkpoint, overrides=overrides,
                      quiet=quiet, precision=precision, chunk_size=chunk_size, num_processes=num_processes,
-                     hostfile=hostfile, overwrite=overwrite)
+                     hostfile=hostfile, overwrite=overwrite, output_format=output_format, min_score=min_score)
     predict_command(job, sys.argv[1:])
 
 

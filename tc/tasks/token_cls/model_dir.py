@@ -20,7 +20,7 @@ from tc.core.errors import CheckpointError, first_line
 if TYPE_CHECKING:
     import torch
 
-    from tc.tasks.token_cls.data import LabelMap
+    from tc.tasks.token_cls.labels import LabelMap
     from tc.tasks.token_cls.model import BertConfig
 
 BEST = "best_model.pt"
@@ -133,7 +133,7 @@ def load_trained_model(model_dir: str | Path, checkpoint: str | Path | None = No
     file is used instead, one ``note:`` line on stderr says so (unless ``quiet``): predictions from other
     weights than the user expects must never be silent.
     """
-    from tc.tasks.token_cls.data import LabelMap
+    from tc.tasks.token_cls.labels import LabelMap
     from tc.tasks.token_cls.model import BertConfig
 
     model_dir = Path(model_dir).expanduser()

@@ -225,8 +225,8 @@ def load_predictor(model_dir: str | Path, precision: str = "fp32", backend: str 
 
 def _load_predictor(model_dir: str | Path, precision: str, backend: str, checkpoint: str | Path | None,
                     batch_size: int, overrides: Sequence[str]) -> Predictor:
-    from tc.tasks.token_cls.data import WordPieceEncoder
     from tc.tasks.token_cls.predict import Predictor, load_trained_model, open_backend
+    from tc.tasks.token_cls.wordpiece import WordPieceEncoder
 
     if precision not in PRECISIONS:
         raise TcError(f"--precision {precision}: unknown (valid: {', '.join(PRECISIONS)})")

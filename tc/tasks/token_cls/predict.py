@@ -35,8 +35,10 @@ from tc.tasks.token_cls.model_dir import (  # noqa: F401  (re-exported: imported
 
 if TYPE_CHECKING:
     from tc.core.interfaces import Backend, Runner
-    from tc.tasks.token_cls.data import Sentence, TokenClsDataset, WordPieceEncoder
+    from tc.tasks.token_cls.dataset import TokenClsDataset
     from tc.tasks.token_cls.longdoc import Progress
+    from tc.tasks.token_cls.sentence import Sentence
+    from tc.tasks.token_cls.wordpiece import WordPieceEncoder
 
 DEFAULT_BATCH_SIZE = 32
 CHUNK_DOCUMENTS = 1024
@@ -184,7 +186,7 @@ class Predictor:
         ``overrides`` are ``--set``-style ``section.key=value`` settings for the backend, e.g.
         ``cpu.num_threads=2`` or ``runconfig.precision=bf16``.
         """
-        from tc.tasks.token_cls.data import WordPieceEncoder
+        from tc.tasks.token_cls.wordpiece import WordPieceEncoder
 
         if batch_size < 1:
             raise TcError(f"--batch-size {batch_size}: must be at least 1")
@@ -254,7 +256,7 @@ class Predictor:
 
     # -- internals ---------------------------------------------------------------------------
     def _tag_chunk(self, sentences: Sequence[Sequence[str]]) -> list[Tagged]:
-        from tc.tasks.token_cls.data import Sentence
+        from tc.tasks.token_cls.sentence import Sentence
 
         keep = [i for i, words in enumerate(sentences) if len(words)]
         out = [Tagged([], np.zeros(0, dtype=np.float32)) for _ in sentences]
@@ -273,7 +275,7 @@ class Predictor:
         return out
 
     def _dataset(self, sentences: list[Sentence]) -> TokenClsDataset:
-        from tc.tasks.token_cls.data import TokenClsDataset
+        from tc.tasks.token_cls.dataset import TokenClsDataset
 
         return TokenClsDataset(sentences, self.encoder, self.trained.label_map, self.trained.max_sequence_length,
                                scheme=self.trained.label_scheme)

@@ -15,16 +15,11 @@ from typing import Any
 
 from tc.core.errors import ConfigError, DataError
 from tc.core.fs import check_output, ensure_writable_dir
-from tc.tasks.token_cls.data import (
-    SCHEMES,
-    LabelMap,
-    Sentence,
-    TokenClsDataset,
-    WordPieceEncoder,
-    find_split_file,
-    load_split,
-    write_prepared_csv,
-)
+from tc.tasks.token_cls.dataset import TokenClsDataset
+from tc.tasks.token_cls.labels import SCHEMES, LabelMap
+from tc.tasks.token_cls.readers import find_split_file, load_split, write_prepared_csv
+from tc.tasks.token_cls.sentence import Sentence
+from tc.tasks.token_cls.wordpiece import WordPieceEncoder
 
 SPLITS = ("train", "devel", "test")
 LABEL_FILE = "label2id.json"

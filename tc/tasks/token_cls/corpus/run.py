@@ -19,10 +19,10 @@ from typing import IO, Any
 
 from tc.core.errors import DataError, TcError
 from tc.core.fs import atomic_writer, check_output
-from tc.tasks.token_cls.corpus import resume, shard
+from tc.tasks.token_cls.corpus import documents, resume, shard
 from tc.tasks.token_cls.corpus.progress import ProgressLine, note, throughput
 from tc.tasks.token_cls.corpus.readers import Cursor, check_input, input_format, read_units
-from tc.tasks.token_cls.corpus.tagging import render_chunk, stream
+from tc.tasks.token_cls.corpus.tagging import Tally, render_chunk, stream
 
 DEFAULT_CHUNK = 1024
 
@@ -45,12 +45,29 @@ class PredictJob:
     num_processes: int | None = None
     hostfile: Path | None = None
     overwrite: bool = False
+    output_format: str | None = None
+    min_score: float = 0.0
+    plan: documents.DocPlan | None = None
+    """Set by ``predict_command``: the input is documents (see ``corpus.documents``), else plain."""
 
     def settings(self, fmt: str) -> dict[str, Any]:
         """The flags that change the output bytes; a resumed run must repeat them."""
-        return {"--format": fmt, "--precision": self.precision, "--backend": self.backend,
-                "--checkpoint": None if self.checkpoint is None else str(self.checkpoint.expanduser().resolve()),
-                "--batch-size": self.batch_size, "--chunk-size": self.chunk_size, "--set": list(self.overrides)}
+        found = {"--format": fmt, "--precision": self.precision, "--backend": self.backend,
+                 "--checkpoint": None if self.checkpoint is None else str(self.checkpoint.expanduser().resolve()),
+                 "--batch-size": self.batch_size, "--chunk-size": self.chunk_size, "--set": list(self.overrides),
+                 "--min-score": self.min_score}
+        return found if self.plan is None else {**found, **self.plan.settings()}
+
+    def units(self, fmt: str, cursor: Cursor | None = None) -> Iterator[Any]:
+        """What is tagged one by one: documents of a document format, else plain documents or CoNLL blocks."""
+        if self.plan is not None:
+            return documents.read_units(self.plan, self.input_path, cursor)
+        return read_units(self.input_path, fmt, cursor)
+
+    def render(self, predictor: Any, fmt: str, chunk: list[Any]) -> tuple[str, Tally]:
+        if self.plan is not None:
+            return documents.render_chunk(predictor, self.plan, chunk, self.min_score)
+        return render_chunk(predictor, fmt, chunk, self.min_score)
 
 
 @contextlib.contextmanager
@@ -76,7 +93,11 @@ def chunks(units: Iterator[Any], size: int) -> Iterator[list[Any]]:
 
 def predict_command(job: PredictJob, argv: list[str]) -> None:
     """Run ``tc predict``: everything a user typed wrong fails here, before a model loads or ranks start."""
-    fmt = input_format(job.input_path, job.fmt)
+    job.plan = documents.plan(job.input_path, job.fmt, job.output_path, job.output_format)
+    if job.plan is not None and not job.plan.streamed:
+        documents.predict_whole(job, job.plan)
+        return
+    fmt = job.plan.source if job.plan is not None else input_format(job.input_path, job.fmt)
     check_input(job.input_path)
     output = None if job.output_path == "-" else Path(job.output_path)
     if output is not None:
@@ -124,7 +145,8 @@ def _tag(job: PredictJob, fmt: str, output: Path | None, identity: dict[str, Any
         start = time.perf_counter()
         if output is None or identity is None:
             with open_output(job.output_path) as out:
-                tally = stream(predictor, fmt, chunks(read_units(job.input_path, fmt), job.chunk_size), out,
+                tally = stream(lambda chunk: job.render(predictor, fmt, chunk),
+                               chunks(job.units(fmt), job.chunk_size), out,
                                lambda t: progress.documents(t.units, predictor.stats.words))
             if talk:
                 note(throughput(tally.units, predictor.stats.words, tally.entities, time.perf_counter() - start, fmt))
@@ -167,7 +189,7 @@ def _tag_shard(predictor: Any, job: PredictJob, fmt: str, part: resume.Shard, pr
     cursor = Cursor()
     count = index = 0
     started = False
-    for index, chunk in enumerate(chunks(read_units(job.input_path, fmt, cursor), job.chunk_size)):
+    for index, chunk in enumerate(chunks(job.units(fmt, cursor), job.chunk_size)):
         count += len(chunk)
         if index % world != rank or index // world < done:
             continue
@@ -175,7 +197,7 @@ def _tag_shard(predictor: Any, job: PredictJob, fmt: str, part: resume.Shard, pr
             progress.begin(cursor.bytes_read)
             started = True
         words = predictor.stats.words
-        text, tally = render_chunk(predictor, fmt, chunk)
+        text, tally = job.render(predictor, fmt, chunk)
         part.commit(text, tally.units, predictor.stats.words - words, tally.entities, count, cursor.bytes_read)
         progress.corpus(count, cursor.bytes_read, total)
     part.finish(index + 1 if count else 0)

@@ -9,7 +9,7 @@ interrupted before it, which is why a resumed or sharded run writes byte-identic
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -28,25 +28,47 @@ class Tally:
         self.entities += other.entities
 
 
-def render_chunk(predictor: Any, fmt: str, chunk: Sequence[Document | Block]) -> tuple[str, Tally]:
-    """The output lines of ``chunk`` (one JSON line per document; CoNLL lines plus a label column)."""
+def render_chunk(predictor: Any, fmt: str, chunk: Sequence[Document | Block], min_score: float = 0.0
+                 ) -> tuple[str, Tally]:
+    """The output lines of ``chunk`` (one JSON line per document; CoNLL lines plus a label column);
+    entities scoring below ``min_score`` are left out (CoNLL: their words labelled ``O``)."""
     if fmt == "conll":
-        return _render_conll(predictor, chunk)  # type: ignore[arg-type]
+        return _render_conll(predictor, chunk, min_score)  # type: ignore[arg-type]
+    from tc.tasks.token_cls.documents.tagging import keep_scores
+
     docs: Sequence[Document] = chunk  # type: ignore[assignment]
     tally = Tally()
     lines = []
-    for doc, spans in zip(docs, predictor.predict([d.text for d in docs]), strict=True):
+    for doc, found in zip(docs, predictor.predict([d.text for d in docs]), strict=True):
+        spans = keep_scores(found, min_score)
         lines.append(json.dumps({**doc.record, "entities": spans}, ensure_ascii=False) + "\n")
         tally.units += 1
         tally.entities += len(spans)
     return "".join(lines), tally
 
 
-def _render_conll(predictor: Any, blocks: Sequence[Block]) -> tuple[str, Tally]:
+def _conll_labels(predictor: Any, sentences: Sequence[Sequence[str]], min_score: float) -> list[list[str]]:
+    """One label per token; with ``min_score``, entities scoring below it (the mean probability over
+    their words, rounded as ``tc predict`` reports it) become ``O``."""
+    from tc.tasks.token_cls.predict import word_spans
+
+    if min_score <= 0.0:
+        return predictor.predict_tokens(sentences)
+    out = []
+    for tagged in predictor.tag(sentences):
+        labels = list(tagged.labels)
+        for first, stop, _ in word_spans(labels):
+            if round(float(tagged.scores[first:stop].mean()), 4) < min_score:
+                labels[first:stop] = ["O"] * (stop - first)
+        out.append(labels)
+    return out
+
+
+def _render_conll(predictor: Any, blocks: Sequence[Block], min_score: float = 0.0) -> tuple[str, Tally]:
     from tc.tasks.token_cls.predict import word_spans
 
     sentences = [b for b in blocks if b.is_sentence]
-    labels = iter(predictor.predict_tokens([b.tokens for b in sentences]) if sentences else [])
+    labels = iter(_conll_labels(predictor, [b.tokens for b in sentences], min_score) if sentences else [])
     tally = Tally(units=len(sentences))
     lines = []
     for block in blocks:
@@ -59,12 +81,15 @@ def _render_conll(predictor: Any, blocks: Sequence[Block]) -> tuple[str, Tally]:
     return "".join(lines), tally
 
 
-def stream(predictor: Any, fmt: str, chunks: Iterator[list[Document | Block]], out: IO[str],
-           after_chunk: Any = None) -> Tally:
+Render = Callable[[list[Any]], tuple[str, Tally]]
+"""One chunk of units -> its output text and tally (``render_chunk`` with the predictor and format bound)."""
+
+
+def stream(render: Render, chunks: Iterator[list[Any]], out: IO[str], after_chunk: Any = None) -> Tally:
     """Tag every chunk and write it to ``out`` (stdout, or a file nothing resumes); returns the tally."""
     total = Tally()
     for chunk in chunks:
-        text, tally = render_chunk(predictor, fmt, chunk)
+        text, tally = render(chunk)
         out.write(text)
         total.add(tally)
         if after_chunk is not None:

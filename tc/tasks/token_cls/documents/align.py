@@ -32,9 +32,9 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tc.tasks.token_cls.data import Sentence
 from tc.tasks.token_cls.documents.model import Document, Mention, with_mentions
 from tc.tasks.token_cls.predict import split_words, word_spans
+from tc.tasks.token_cls.sentence import Sentence
 
 __all__ = ["ABBREVIATIONS", "AlignReport", "AlignedCorpus", "DocSentence", "documents_to_sentences",
            "resolve_overlaps", "sentence_spans", "spans_from_labels"]

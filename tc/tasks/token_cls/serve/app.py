@@ -5,12 +5,19 @@ Endpoints::
     POST /predict  {"text": "..."}                      -> {"entities": [...]}
                    {"texts": ["...", ...]}              -> {"results": [{"entities": [...]}, ...]}
                    {"documents": [{"text": ..., ...}]}  -> {"documents": [{..., "entities": [...]}]}
+                   {"document": "<file text>", "format": "pubtator"|"bioc_xml"|"bioc_json"|"jsonl"}
+                       -> {"format": ..., "document": "<the same format, predicted mentions>",
+                           "results": [{"id": ..., "entities": [...]}, ...]}
                    optional "min_score": 0..1 (default: the server's --min-score)
     GET  /health   {"status": "ok"}
     GET  /info     labels, model, tc version, precision, batching, limits, counters
 
 Entities are exactly ``tc predict``'s: ``start``/``end`` character offsets, ``type``, ``text``, ``score``;
-``documents`` keep every other field of each record, as ``tc predict`` does for JSONL.
+``documents`` keep every other field of each record, as ``tc predict`` does for JSONL. A ``document``
+(the text of a PubTator, BioC or JSONL file) is tagged as ``tc predict`` tags that file: sentence by
+sentence, predicted mentions replacing its own, everything else kept (``documents.tagging``); its
+entities' offsets index the document's text (PubTator: title, space, abstract; BioC: passage offsets).
+``--max-texts`` counts its documents and ``--max-chars`` applies to each document's text.
 
 The body is parsed by hand rather than by a pydantic model so that every client mistake gets a 400 with
 ONE line naming the field at fault (FastAPI's own 422 lists of errors are turned into that too), and so
@@ -37,7 +44,8 @@ from tc.core.errors import first_line
 from tc.tasks.token_cls.serve.batcher import BatcherBusy, BatcherClosed, MicroBatcher
 
 log = logging.getLogger("tc.serve")
-FIELDS = ("text", "texts", "documents")
+FIELDS = ("text", "texts", "documents", "document")
+DOCUMENT_FORMATS = ("pubtator", "bioc_xml", "bioc_json", "jsonl")  # documents.tagging.STRING_FORMATS
 
 
 @dataclass(frozen=True)
@@ -93,12 +101,14 @@ class Parsed:
     texts: list[str]
     records: list[dict[str, Any]] | None
     min_score: float
+    format: str | None = None
+    """``document`` requests: the document format (the text to parse is ``texts[0]``)."""
 
 
 def parse_request(body: bytes, limits: Limits, default_min_score: float) -> Parsed:
     """Validate a /predict body; every problem is a ClientError with one line naming the field."""
     if not body.strip():
-        raise ClientError(400, 'empty body: send a JSON object with "text", "texts" or "documents"')
+        raise ClientError(400, 'empty body: send a JSON object with "text", "texts", "documents" or "document"')
     try:
         text = body.decode("utf-8-sig")  # JSON is UTF-8 (RFC 8259); json.loads(bytes) would also guess UTF-16/32
     except UnicodeDecodeError as exc:
@@ -109,17 +119,23 @@ def parse_request(body: bytes, limits: Limits, default_min_score: float) -> Pars
         raise ClientError(400, f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     if not isinstance(payload, dict):
         raise ClientError(400, f"request body must be a JSON object, got {_json_type(payload)}")
-    unknown = sorted(set(payload) - {*FIELDS, "min_score"})
+    unknown = sorted(set(payload) - {*FIELDS, "min_score", "format"})
     if unknown:
-        raise ClientError(400, f"unknown field {unknown[0]!r} (expected one of text, texts, documents; min_score)")
+        raise ClientError(400, f"unknown field {unknown[0]!r} (expected one of text, texts, documents, document; "
+                          "format, min_score)")
     given = [f for f in FIELDS if f in payload]
     if len(given) != 1:
-        raise ClientError(400, 'give exactly one of "text", "texts" or "documents"'
+        raise ClientError(400, 'give exactly one of "text", "texts", "documents" or "document"'
                           + (f" (got {', '.join(given)})" if given else ""))
     kind = given[0]
     value = payload[kind]
     records: list[dict[str, Any]] | None = None
-    if kind == "text":
+    fmt = _document_format(kind, payload)
+    if kind == "document":
+        if not isinstance(value, str):
+            raise ClientError(400, f'"document" must be a string (the file\'s text), got {_json_type(value)}')
+        texts = [value]
+    elif kind == "text":
         if not isinstance(value, str):
             raise ClientError(400, f'"text" must be a string, got {_json_type(value)}')
         texts = [value]
@@ -141,13 +157,30 @@ def parse_request(body: bytes, limits: Limits, default_min_score: float) -> Pars
     if len(texts) > limits.max_texts:
         raise ClientError(413, f"{len(texts)} texts in one request exceeds the limit of {limits.max_texts}")
     long = next((i for i, t in enumerate(texts) if len(t) > limits.max_chars), None)
-    if long is not None:
+    if long is not None and kind != "document":  # a document's limit applies to each of its documents
         where = "text" if kind == "text" else f"{kind}[{long}]"
         raise ClientError(413, f"{where} has {len(texts[long])} characters, over the limit of {limits.max_chars}")
     min_score = payload.get("min_score", default_min_score)
     if isinstance(min_score, bool) or not isinstance(min_score, int | float) or not 0.0 <= min_score <= 1.0:
         raise ClientError(400, f'"min_score" must be a number from 0 to 1, got {json.dumps(min_score)[:40]}')
-    return Parsed(kind, texts, records, float(min_score))
+    return Parsed(kind, texts, records, float(min_score), fmt)
+
+
+def _document_format(kind: str, payload: dict[str, Any]) -> str | None:
+    """The ``format`` of a ``document`` request (required there, refused elsewhere)."""
+    value = payload.get("format")
+    if kind != "document":
+        if "format" in payload:
+            raise ClientError(400, '"format" goes with "document" (the text of a PubTator, BioC or JSONL file)')
+        return None
+    valid = ", ".join(DOCUMENT_FORMATS)
+    if value is None:
+        raise ClientError(400, f'"document" needs "format": one of {valid}')
+    key = value.lower().replace("-", "_") if isinstance(value, str) else None
+    key = {"bioc": "bioc_xml"}.get(key or "", key)
+    if key not in DOCUMENT_FORMATS:
+        raise ClientError(400, f'"format" must be one of {valid}, got {json.dumps(value)[:40]}')
+    return key
 
 
 def _json_type(value: Any) -> str:
@@ -157,7 +190,9 @@ def _json_type(value: Any) -> str:
 
 def shape_response(parsed: Parsed, results: list[list[dict[str, Any]]]) -> dict[str, Any]:
     """The answer in the request's own shape, entities below ``min_score`` left out."""
-    kept = [[e for e in spans if e["score"] >= parsed.min_score] for spans in results]
+    from tc.tasks.token_cls.documents.tagging import keep_scores
+
+    kept = [keep_scores(spans, parsed.min_score) for spans in results]
     if parsed.kind == "text":
         return {"entities": kept[0]}
     if parsed.kind == "texts":
@@ -213,10 +248,49 @@ def create_app(predictor: Any, batcher: MicroBatcher, limits: Limits = Limits(),
             parsed = parse_request(await read_body(request, limits.max_body_bytes), limits, min_score)
         except ClientError as exc:
             return error(exc.status, exc.message)
+        if parsed.kind == "document":
+            return await predict_document(parsed)
         if not parsed.texts:
             return JSONResponse(shape_response(parsed, []))
+        return await run_model(parsed.texts, lambda results: shape_response(parsed, results))
+
+    async def predict_document(parsed: Parsed) -> JSONResponse:
+        from tc.core.errors import DataError
+        from tc.tasks.token_cls.documents.tagging import read_text_documents
+
+        assert parsed.format is not None
         try:
-            results = await asyncio.wait_for(batcher.submit(parsed.texts), limits.request_timeout_s)
+            docs = await asyncio.to_thread(read_text_documents, parsed.texts[0], parsed.format)
+        except DataError as exc:
+            return error(400, f"{parsed.format}: {first_line(exc)}")
+        if len(docs) > limits.max_texts:
+            return error(413, f"{len(docs)} documents in one request exceeds the limit of {limits.max_texts}")
+        long = next((d for d in docs if len(d.text) > limits.max_chars), None)
+        if long is not None:
+            return error(413, f"document {long.id} has {len(long.text)} characters, over the limit of "
+                         f"{limits.max_chars}")
+        return await document_answer(parsed, docs)
+
+    async def document_answer(parsed: Parsed, docs: list[Any]) -> JSONResponse:
+        from tc.tasks.token_cls.documents.tagging import attach, entity_dicts, render_documents, sentence_pieces
+
+        pieces = sentence_pieces(docs)
+        assert parsed.format is not None
+        fmt = parsed.format
+
+        def answer(results: list[list[dict[str, Any]]]) -> dict[str, Any]:
+            tagged = attach(docs, pieces, results, parsed.min_score)
+            return {"format": fmt, "document": render_documents(tagged, fmt),
+                    "results": [{"id": d.id, "entities": entity_dicts(d)} for d in tagged]}
+
+        if not pieces:
+            return JSONResponse(await asyncio.to_thread(answer, []))
+        return await run_model([text for _, _, text in pieces], answer)
+
+    async def run_model(texts: list[str], shape: Any) -> JSONResponse:
+        """Run ``texts`` through the batcher and answer ``shape(results)``, or the error status."""
+        try:
+            results = await asyncio.wait_for(batcher.submit(texts), limits.request_timeout_s)
         except BatcherBusy as exc:
             return error(503, str(exc), headers={"Retry-After": "1"})
         except BatcherClosed as exc:
@@ -226,7 +300,7 @@ def create_app(predictor: Any, batcher: MicroBatcher, limits: Limits = Limits(),
         except Exception as exc:  # a model failure is this request's 500, not a dead worker
             log.exception("prediction failed")
             return error(500, f"prediction failed: {type(exc).__name__}: {first_line(exc)}")
-        return JSONResponse(shape_response(parsed, results))
+        return JSONResponse(await asyncio.to_thread(shape, results))
 
     return app
 
