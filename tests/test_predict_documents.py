@@ -212,6 +212,6 @@ def test_user_errors_are_one_line(model_dir: Path, pubtator: Path, tmp_path: Pat
         f"--output: {first} is the input file {first}; choose another output file")
     assert refused(predict(model_dir, "-i", str(brat), "-o", str(tmp_path / "one.ann"))) == (
         f"--output {tmp_path / 'one.ann'}: 6 documents do not fit one BRAT file pair; give a folder")
-    assert refused(predict(model_dir, "-i", str(bioc), "-o", str(tmp_path / "s.jsonl"), "-i", "-",
-                           "--format", "bioc_json")) == "--input -: bioc_json is read from a file, not stdin"
+    from_stdin = predict(model_dir, "-i", "-", "--format", "bioc_json", "-o", str(tmp_path / "s.jsonl"))
+    assert refused(from_stdin) == "--input -: bioc_json is read from a file, not stdin"
 

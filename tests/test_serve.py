@@ -139,33 +139,29 @@ def test_predict_equals_tc_predict(server: Server, model_dir: Path, tmp_path: Pa
 
 
 def test_documents_in_the_formats_tc_predict_reads(server: Server, model_dir: Path, tmp_path: Path) -> None:
-    """A PubTator / BioC XML document posted whole comes back in its format, as ``tc predict`` writes it."""
-    from tc.tasks.token_cls.documents import read_documents
+    """A PubTator or BioC XML file's text posted as a document comes back as ``tc predict`` writes that file."""
+    from tc.tasks.token_cls.documents import read_documents, write_documents
 
     blocks = (Path(__file__).resolve().parents[1] / "data" / "BC5CDR-PubTator" / "test.pubtator").read_text(
         encoding="utf-8").split("\n\n")[:3]
-    source = tmp_path / "three.pubtator"
-    source.write_text("\n\n".join(blocks) + "\n\n", encoding="utf-8")
-    for fmt, suffix in (("pubtator", ".pubtator"), ("bioc_xml", ".xml")):
-        out = tmp_path / f"tagged{suffix}"
+    pubtator = tmp_path / "three.pubtator"
+    pubtator.write_text("\n\n".join(blocks) + "\n\n", encoding="utf-8")
+    bioc = tmp_path / "three.xml"
+    write_documents(bioc, read_documents(pubtator))
+    for source, fmt in ((pubtator, "PubTator"), (bioc, "bioc")):
+        out = tmp_path / f"tagged{source.suffix}"
         run_tc("predict", "--model-dir", str(model_dir), "-i", str(source), "-o", str(out), "-q", *ONE_THREAD,
                check=True)
-        answer = post(server, {"document": source.read_text(encoding="utf-8"), "format": fmt.upper()
-                               if fmt == "pubtator" else "bioc"})
+        answer = post(server, {"document": source.read_text(encoding="utf-8"), "format": fmt})
         assert answer.status_code == 200, answer.text
         body = answer.json()
-        assert body["format"] == fmt
-        if fmt == "pubtator":
-            assert body["document"] == out.read_text(encoding="utf-8")  # byte for byte what tc predict wrote
-            source = out.with_name("three.xml")
-            source.write_text(out.read_text(encoding="utf-8"), encoding="utf-8")
-            run_tc("predict", "--model-dir", str(model_dir), "-i", str(out), "-o", str(source), "-q",
-                   *ONE_THREAD, check=True)  # the next round posts BioC XML
+        assert body["format"] == {"PubTator": "pubtator", "bioc": "bioc_xml"}[fmt]
+        assert body["document"] == out.read_text(encoding="utf-8")  # byte for byte what tc predict wrote
         written = read_documents(out)
         assert [r["id"] for r in body["results"]] == [d.id for d in written]
         assert [[(e["start"], e["end"], e["type"]) for e in r["entities"]] for r in body["results"]] == [
             [m.span for m in d.mentions] for d in written]
-    assert sum(len(r["entities"]) for r in body["results"]) > 0
+        assert sum(len(r["entities"]) for r in body["results"]) > 0
 
 
 def test_min_score_filters(server: Server) -> None:

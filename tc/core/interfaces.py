@@ -108,6 +108,47 @@ class Task(ABC):
         """A rich renderable of ``metrics`` for the terminal; default shows nothing task-specific."""
         return None
 
+    @classmethod
+    def load(cls, model_dir: str | Path, backend: str = "cpu", **options: Any) -> Any:
+        """A ready predictor for a model directory this task trained (what ``tc.load`` returns for it)."""
+        from tc.core.errors import CheckpointError
+
+        raise CheckpointError(f"{model_dir}: the {cls.name} task has no predictor, so tc.load cannot open it")
+
+
+class Model(ABC):
+    """A registered model (``register_models``): the schema of the ``model`` section and the module it
+    builds. A task builds whatever model ``model.name`` names; what the module's ``forward(batch)`` gets
+    and returns is the task's contract (token_cls: ``(logits, loss)`` from its features).
+
+    ``architecture`` is what the model is (a dataclass: sizes, number of classes), saved with a trained
+    model so that inference can rebuild the module without the training config."""
+
+    name: ClassVar[str] = ""
+    config_model: ClassVar[type[BaseModel]]
+    """Schema of the ``model`` section when ``model.name`` names this model."""
+    architecture: ClassVar[type]
+    """A dataclass whose fields are the section's keys (less ``name``) and ``num_classes``: what the default
+    ``configure`` and ``restore`` build (a model whose architecture is derived otherwise overrides them)."""
+
+    @classmethod
+    def configure(cls, settings: BaseModel, num_classes: int) -> Any:
+        """The architecture for the validated ``model`` section and ``num_classes`` output classes."""
+        fields = {k: v for k, v in settings.model_dump().items() if k != "name"}
+        return cls.architecture(**fields, num_classes=num_classes)
+
+    @classmethod
+    def restore(cls, saved: dict[str, Any]) -> Any:
+        """The architecture a model directory saved (``dataclasses.asdict`` of ``configure``'s); a
+        TypeError says it does not fit this version of the model."""
+        return cls.architecture(**saved)
+
+    @classmethod
+    @abstractmethod
+    def build(cls, config: Any, settings: BaseModel | None = None) -> torch.nn.Module:
+        """A fresh module for ``config`` (an ``architecture``). With ``settings`` (a training run) it may
+        start from pretrained weights they name; without (a model directory) weights are applied after."""
+
 
 @dataclass
 class StepResult:

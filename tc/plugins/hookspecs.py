@@ -33,7 +33,8 @@ def register_tasks(register: Callable[[type], None]) -> None:
 
 @hookspec
 def register_models(register: Callable[[str, Any], None]) -> None:
-    """Register model builders: ``register("bert", builder)``; tasks pick one by ``model.name``."""
+    """Register models: ``register("bert", BertModel)``, a ``tc.core.interfaces.Model`` (the ``model``
+    section's schema and ``build``); a task builds the one ``model.name`` names (``--set model.name=...``)."""
 
 
 @hookspec

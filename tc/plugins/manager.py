@@ -211,9 +211,12 @@ def _registrar(hook: str, plugin_name: str, registry: Registry) -> Any:
         claim("tasks", cls.name)
         registry.tasks[cls.name] = cls
 
-    def register_model(name: str, builder: Any) -> None:
+    def register_model(name: str, model: Any) -> None:
+        if not (hasattr(model, "config_model") and callable(getattr(model, "build", None))):
+            raise TypeError(f"register_models expects a tc.core.interfaces.Model (config_model and build), "
+                            f"got {model!r} for {name!r}")
         claim("models", name)
-        registry.models[name] = builder
+        registry.models[name] = model
 
     return {"register_backends": register_backend, "register_tasks": register_task,
             "register_models": register_model}[hook]

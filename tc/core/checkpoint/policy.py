@@ -7,10 +7,13 @@ apply with the run's strictness. Saving: a checkpoint with the resume state (ste
 model selection) through the backend's state IO, the devel-best weights as ``best_model.pt``, and the
 newest ``keep_last_n`` steps kept. The loop asks :meth:`CheckpointPolicy.start` and
 :meth:`CheckpointPolicy.save_step`; evaluation asks :meth:`CheckpointPolicy.weights_for_eval`.
+Which file of a model directory holds the weights to use is :func:`pick_weights`'s, for resuming,
+``--mode eval`` and inference alike.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +30,53 @@ if TYPE_CHECKING:
     from tc.core.trainer import Job
 
 BEST = "best_model.pt"
+"""The devel-best weights of a model directory."""
+
+
+@dataclass
+class Picked:
+    """The weights picked from a model directory, and the preferred files passed over (path, reason)."""
+
+    path: Path
+    state: dict[str, Any]
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+    def note(self) -> str | None:
+        """One line saying which file is used instead of an unreadable preferred one, else None: weights
+        other than the ones the user expects must never be used silently."""
+        if not self.skipped:
+            return None
+        path, reason = self.skipped[0]
+        more = f" (and {len(self.skipped) - 1} more unreadable)" if len(self.skipped) > 1 else ""
+        return f"note: {path} is unusable ({reason}){more}; using {self.path} instead"
+
+
+def weight_candidates(model_dir: Path, native: str = ".pt", best: bool = True) -> list[Path]:
+    """Where a model directory's weights may be read from, best first: ``best_model.pt`` (when ``best``),
+    then the checkpoints newest first, in the backend's ``native`` format when it wrote any, else ``.pt``."""
+    found = list_checkpoints(model_dir, {native}) or list_checkpoints(model_dir, {".pt"})
+    first = model_dir / BEST
+    return [*([first] if best and first.is_file() else []), *(path for _, path in reversed(found))]
+
+
+def pick_weights(model_dir: Path, read: Callable[[Path], dict[str, Any]], native: str = ".pt", best: bool = True,
+                 on_skip: Callable[[Path, CheckpointError], None] | None = None) -> Picked | None:
+    """The first readable of :func:`weight_candidates` (None when there is none at all); a truncated or
+    corrupt file is passed over for the next one and recorded (``on_skip`` is told too). When every
+    candidate is unreadable, the first one's error is raised. ``read`` is a backend's ``load_checkpoint``."""
+    skipped: list[tuple[Path, str]] = []
+    first_error: CheckpointError | None = None
+    for path in weight_candidates(Path(model_dir), native, best):
+        try:
+            return Picked(path, read(path), skipped)
+        except CheckpointError as exc:
+            first_error = first_error or exc
+            skipped.append((path, str(exc).removeprefix(f"{path}: ")))
+            if on_skip is not None:
+                on_skip(path, exc)
+    if first_error is not None:
+        raise first_error
+    return None
 
 
 @dataclass
@@ -96,16 +146,15 @@ class CheckpointPolicy:
         if self.rc.checkpoint_path is not None:
             path = Path(self.rc.checkpoint_path)
             state = self.read(path)
-        elif (self.model_dir / BEST).exists():
-            path = self.model_dir / BEST
-            state = load_file(path)
         else:
-            start = self.latest_good()
-            if start.path is None:
+            picked = pick_weights(self.model_dir, self.backend.load_checkpoint, self.backend.checkpoint_suffix)
+            if picked is None:
                 raise CheckpointError(
                     f"{self.model_dir}: no checkpoint to evaluate (train first, or pass --checkpoint-path)"
                 )
-            path, state = start.path, start.state
+            if picked.note():
+                self.job.reporter.info(escape(picked.note() or ""))
+            path, state = picked.path, picked.state
         self.load_weights(model, state, path)
         return path
 
@@ -120,16 +169,15 @@ class CheckpointPolicy:
 
     def latest_good(self) -> Start:
         """Newest readable checkpoint in model_dir; a corrupt one is reported and the previous one used."""
-        suffixes = {self.backend.checkpoint_suffix}
-        found = list_checkpoints(self.model_dir, suffixes) or list_checkpoints(self.model_dir, {".pt"})
-        for _, path in reversed(found):
-            try:
-                state = self.backend.load_checkpoint(path)
-            except CheckpointError as exc:
-                self.job.reporter.info(f"[yellow]warning:[/] {escape(str(exc))}; trying the previous checkpoint")
-                continue
-            return Start(path, set(PARTS), state)
-        return Start()
+        def warn(_path: Path, exc: CheckpointError) -> None:
+            self.job.reporter.info(f"[yellow]warning:[/] {escape(str(exc))}; trying the previous checkpoint")
+
+        try:
+            picked = pick_weights(self.model_dir, self.backend.load_checkpoint, self.backend.checkpoint_suffix,
+                                  best=False, on_skip=warn)
+        except CheckpointError:  # every checkpoint unreadable (each one reported): start afresh
+            return Start()
+        return Start() if picked is None else Start(picked.path, set(PARTS), picked.state)
 
     def load_weights(self, model: torch.nn.Module, state: dict[str, Any], path: Path | None) -> None:
         """Apply ``state["model"]`` with the run's strictness; show what non-strict loading skipped."""
