@@ -54,14 +54,11 @@ class Variant:
 
 
 def tc_task(extra: list[str]) -> Any:
-    from tc.core.config import load_run_config
-    from tc.plugins.manager import load_plugins
+    from tc.core.jobs import open_job
 
-    plugins = load_plugins()
-    task_cls = plugins.task("token_cls")
-    sets = [f"train_input.data_dir={DATA_DIR}", "runconfig.model_dir=/tmp/tc-profile", *extra]
-    cfg = load_run_config(task_cls, plugins.registry.models, plugins.registry.backends, None, sets)
-    return task_cls(cfg), cfg
+    job = open_job("token_cls", "cpu", None, [f"train_input.data_dir={DATA_DIR}", "runconfig.model_dir=/tmp/tc-profile",
+                                               *extra])
+    return job.task, job.cfg
 
 
 def real_batch(index: int) -> dict[str, torch.Tensor]:

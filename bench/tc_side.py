@@ -1,6 +1,6 @@
 """tc's side of the benchmark: exactly what ``tc run --task token_cls --backend cpu|cuda`` does.
 
-It goes through the same calls as the CLI (plugins, ``load_run_config`` with ``--set`` overrides,
+It goes through the same calls as the CLI (``tc.core.jobs.open_job`` with ``--set`` overrides:
 the registered backend and task, ``tc.core.trainer.run`` in ``train_and_eval`` mode). The only
 addition is a clock around the runner's ``train_step`` (a timestamp and the batch's token counts;
 no change to what the step does). Prediction speed is the test pass of the final evaluation, which tc
@@ -123,28 +123,25 @@ def main() -> None:
     recipe = Recipe.from_json(sys.argv[1])
     from rich.console import Console
 
-    from tc.core.config import load_run_config
+    from tc.core.errors import BackendUnavailable
+    from tc.core.jobs import open_job
     from tc.core.reporting import Reporter
-    from tc.core.trainer import Job, run
-    from tc.plugins.manager import load_plugins
+    from tc.core.trainer import run
 
     began = time.perf_counter()
-    plugins = load_plugins()
-    task_cls = plugins.task("token_cls")
-    backend_cls = plugins.backend("cuda" if recipe.device == "cuda" else "cpu")
     sets = overrides(recipe, Path(recipe.work_dir) / "tc")
     print(f"[tc] {cli_command(recipe, sets)}", file=sys.stderr, flush=True)
-    cfg = load_run_config(task_cls, plugins.registry.models, plugins.registry.backends, None, sets)
-    available = backend_cls.is_available()
-    if not available.ok:
-        raise SystemExit(f"[tc] backend {backend_cls.name} not available: {available.reason}")
-    backend = backend_cls(cfg)
-    task = task_cls(cfg)
+    job = open_job("token_cls", "cuda" if recipe.device == "cuda" else "cpu", None, sets,
+                   reporter=Reporter(console=Console(stderr=True), quiet=True))
+    try:
+        job.backend.require_available()
+    except BackendUnavailable as exc:
+        raise SystemExit(f"[tc] {exc}") from None
+    task, backend, cfg = job.task, job.backend, job.cfg
     clock = StepClock(untimed=recipe.untimed_steps)
     clock_runner(backend, clock)
     passes: list[Stopwatch] = []
     clock_predictions(passes)
-    job = Job(task, backend, cfg, Reporter(console=Console(stderr=True), quiet=True))
     metrics = run(job, "train_and_eval")
     assert metrics is not None
     test = task.dataset(cfg.eval_input.split or "test")

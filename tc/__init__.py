@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 __version__ = "0.1.0"
 
-if TYPE_CHECKING:
-    from tc.tasks.token_cls.predict import Predictor
 
+def load(model_dir: str, backend: str = "cpu", **options: Any) -> Any:
+    """A ready predictor for a trained model directory: ``tc.load(d).predict(["text", ...])``.
 
-def load(model_dir: str, backend: str = "cpu") -> Predictor:
-    """A ready predictor for a trained model directory: ``tc.load(d).predict(["text", ...])``."""
-    from tc.tasks.token_cls.predict import Predictor
+    The task that trained the directory (its ``tc_task.json``) provides the predictor, so a plugin task's
+    model directories load the same way; for token_cls it is a ``Predictor`` (``options``: its
+    ``from_model_dir`` keywords, e.g. ``batch_size``)."""
+    from tc.core.jobs import load as load_model_dir
 
-    return Predictor.from_model_dir(model_dir, backend=backend)
+    return load_model_dir(model_dir, backend=backend, **options)

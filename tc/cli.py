@@ -173,25 +173,28 @@ def run(task_name: str, backend_name: str, config: Path | None, mode: str, model
         checkpoint_path: Path | None, load_states: str | None, non_strict: bool, num_processes: int | None,
         hostfile: Path | None, overrides: tuple[str, ...], dry_run: bool, quiet: bool, as_json: bool) -> None:
     """Train and/or evaluate TASK on BACKEND with one shared loop."""
-    from tc.core.config import Override, load_run_config
+    from tc.core.config import Override
+    from tc.core.jobs import open_job
+    from tc.core.reporting import Reporter
 
-    plugins = _plugins()
-    task_cls = plugins.task(task_name)
-    backend_cls = plugins.backend(backend_name)
-    section = backend_cls.name
-    given = (("--model-dir", "runconfig.model_dir", model_dir),
-             ("--checkpoint-path", "runconfig.checkpoint_path", checkpoint_path),
-             ("--load-checkpoint-states", "runconfig.load_checkpoint_states", load_states),
-             ("--disable-strict-checkpoint-loading", "runconfig.disable_strict_checkpoint_loading", non_strict or None),
-             ("--num-processes", f"{section}.num_processes", num_processes),
-             ("--hostfile", f"{section}.hostfile", hostfile))
-    _check_launch_flags(plugins, section, num_processes, hostfile)
-    # flags after --set, so they win; their values are taken verbatim (not parsed as YAML) and errors name them
-    sets: list[str | Override] = [*overrides, *(Override(flag, key, str(v) if isinstance(v, Path) else v, f"{flag} {v}")
-                                                for flag, key, v in given if v is not None)]
-    cfg = load_run_config(task_cls, plugins.registry.models, plugins.registry.backends, config, sets,
-                          model_dir_base=True)
-    backend = backend_cls(cfg)
+    def flags(plugins: Any, backend_cls: Any) -> list[Override]:
+        """The flags as overrides, applied after --set so they win; their values are taken verbatim (not
+        parsed as YAML) and errors name them."""
+        section = backend_cls.name
+        _check_launch_flags(plugins, section, num_processes, hostfile)
+        given = (("--model-dir", "runconfig.model_dir", model_dir),
+                 ("--checkpoint-path", "runconfig.checkpoint_path", checkpoint_path),
+                 ("--load-checkpoint-states", "runconfig.load_checkpoint_states", load_states),
+                 ("--disable-strict-checkpoint-loading", "runconfig.disable_strict_checkpoint_loading",
+                  non_strict or None),
+                 ("--num-processes", f"{section}.num_processes", num_processes),
+                 ("--hostfile", f"{section}.hostfile", hostfile))
+        return [Override(flag, key, str(v) if isinstance(v, Path) else v, f"{flag} {v}")
+                for flag, key, v in given if v is not None]
+
+    job = open_job(task_name, backend_name, config, overrides, flags=flags, model_dir_base=True,
+                   reporter=Reporter(console=err, quiet=quiet))
+    backend, cfg, section = job.backend, job.cfg, job.backend.name
     if mode not in backend.modes:
         raise TcError(f"--mode {mode}: not supported by the {section} backend (supported: {', '.join(backend.modes)})")
     if as_json and (dry_run or mode not in ("eval", "train_and_eval")):
@@ -201,24 +204,20 @@ def run(task_name: str, backend_name: str, config: Path | None, mode: str, model
         from tc.core.fs import check_model_dir
 
         check_model_dir(cfg)  # the model directory may not be, or contain, an input of the run
-        backend_cls.require_available()
+        backend.require_available()
         command = backend.relaunch_command(sys.argv[1:])
         if command is not None:  # become the launcher, so signals reach it and its ranks directly
             sys.stdout.flush()
             sys.stderr.flush()
             os.execv(command[0], command)
-    from tc.core.reporting import Reporter
-    from tc.core.trainer import Job
-    from tc.core.trainer import run as run_job
-
-    task = task_cls(cfg)
-    reporter = Reporter(console=err, quiet=quiet)
     if dry_run:
         from tc.core.dryrun import describe
 
-        describe(task, backend, cfg, out)
+        describe(job.task, backend, cfg, out)
         return
-    metrics = run_job(Job(task, backend, cfg, reporter), mode)
+    from tc.core.trainer import run as run_job
+
+    metrics = run_job(job, mode)
     if metrics is not None and as_json and backend.ranks.is_main:
         click.echo(json.dumps(metrics, default=str))
     elif metrics is not None and backend.ranks.is_main:
@@ -243,7 +242,7 @@ class NonEmptyPath(click.ParamType):
     """A ``click.Path`` that refuses an empty or blank value: ``Path("")`` is ``.``, so ``--model-dir ""``
     would silently mean the working directory. Wraps the original type, which does everything else."""
 
-    def __init__(self, inner: click.Path) -> None:
+    def __init__(self, inner: click.ParamType) -> None:
         self.inner = inner
         self.name = inner.name
 
@@ -259,12 +258,21 @@ class NonEmptyPath(click.ParamType):
         return getattr(self.inner, name)
 
 
+def takes_path(param: click.Parameter) -> bool:
+    """A ``click.Path`` parameter, or a plain string one named like a path key (``output_path``, ``input_path``:
+    options that also take ``-`` for a stream), by the same ``_dir``/``_file``/``_path`` rule configs use."""
+    from tc.core.values import PATH_SUFFIXES
+
+    return isinstance(param.type, click.Path) or (param.type is click.STRING
+                                                  and (param.name or "").endswith(PATH_SUFFIXES))
+
+
 def guard_paths(command: click.Command) -> None:
     """Every path option and argument of ``command`` and its subcommands (plugins' included) refuses an
     empty value; one place, so a new command cannot forget it."""
     for param in command.params:
-        if isinstance(param.type, click.Path):
-            param.type = NonEmptyPath(param.type)
+        if takes_path(param) and not isinstance(param.type, NonEmptyPath):
+            param.type = NonEmptyPath(param.type)  # type: ignore[arg-type]
     for sub in getattr(command, "commands", {}).values():
         guard_paths(sub)
 

@@ -18,7 +18,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from tc.core.errors import DataError
+from tc.core.errors import DataError, first_line
 from tc.core.fs import check_output
 
 METRICS_FILE = "metrics.jsonl"
@@ -85,7 +85,7 @@ def read_results(model_dir: Path) -> dict[str, dict[str, Any]]:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise DataError(f"{path}: unreadable evaluation results ({_first_line(exc)})") from None
+            raise DataError(f"{path}: unreadable evaluation results ({first_line(exc)})") from None
         if not isinstance(data, dict) or not _is_number(data.get("f1")):
             raise DataError(f"{path}: expected a JSON object with an 'f1' score")
         split = str(data.get("split") or path.stem.removeprefix("eval_results").lstrip("_") or "eval")
@@ -99,11 +99,6 @@ def _split_rank(split: str) -> tuple[int, str]:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,54 +1,52 @@
-"""Shared helpers: run the real ``tc`` console script in a subprocess, install real plugin packages."""
+"""Fixtures shared by the test modules; plain helpers are in helpers.py (``from helpers import ...``).
+
+``tiny_model`` is the one trained tiny model of a session: the tiny config trained by the real CLI on one
+thread. It is read-only by convention; a module or test that writes into a model directory works on a
+copy (``model_copy``, or ``copy_model`` at module scope).
+"""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-TC = str(Path(sys.executable).with_name("tc"))
-TINY = ROOT / "configs" / "tiny_token_cls.yaml"
-
-
-def run_tc(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
-           timeout: float = 600, check: bool = False) -> subprocess.CompletedProcess[str]:
-    """Run ``tc ARGS`` as a user would; returns the finished process (stdout/stderr as text)."""
-    full_env = {**os.environ, "COLUMNS": "200", "TC_CACHE_DIR": os.environ.get("TC_CACHE_DIR", "")}
-    full_env.pop("TC_CACHE_DIR") if not full_env["TC_CACHE_DIR"] else None
-    full_env.update(env or {})
-    proc = subprocess.run([TC, *args], capture_output=True, text=True, env=full_env, cwd=cwd or ROOT,
-                          timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"tc {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def weights(path: Path) -> dict[str, Any]:
-    """The model weights (name -> tensor) of a tc checkpoint file."""
-    import torch
-
-    return torch.load(path, weights_only=True)["model"]
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def pip_install_target(package: Path, target: Path) -> None:
-    """pip-install ``package`` into ``target`` (a folder later put on PYTHONPATH), offline-safe."""
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--target", str(target), str(package)],
-        check=True, capture_output=True, text=True, timeout=300,
-    )
+from helpers import ONE_THREAD, SMALL, TINY, TINY_STEPS, TRAINED_STEP, copy_model, run_tc
 
 
 @pytest.fixture(scope="session")
 def tiny_args() -> list[str]:
     return ["--task", "token_cls", "--config", str(TINY)]
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``tc run --config configs/tiny_token_cls.yaml`` once per session (150 steps, one thread): weights,
+    checkpoints, metrics and the inference assets. Do not write into it: take ``model_copy``."""
+    out = tmp_path_factory.mktemp("tiny_model") / "model"
+    run_tc("run", "--task", "token_cls", "--backend", "cpu", "--config", str(TINY), "--model-dir", str(out),
+           *ONE_THREAD, "-q", check=True)
+    assert (out / f"checkpoint_{TINY_STEPS}.pt").is_file()
+    return out
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model for one test module: a copy, so what a module writes there (calibration, an ONNX
+    cache, a report) is never seen by another module."""
+    return copy_model(tiny_model, tmp_path_factory.mktemp("model_dir") / "model")
+
+
+@pytest.fixture
+def model_copy(tiny_model: Path, tmp_path: Path) -> Path:
+    """This test's own copy of the tiny model, free to change."""
+    return copy_model(tiny_model, tmp_path / "model")
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model directory after a 2-step training run on a few sentences (``SMALL``: checkpoint_2.pt,
+    label2id.json, vocab.txt...), for the error cases that need a trained model."""
+    model_dir = tmp_path_factory.mktemp("trained")
+    run_tc("run", "--config", str(TINY), "--model-dir", str(model_dir), *SMALL, "--mode", "train", check=True)
+    assert (model_dir / f"checkpoint_{TRAINED_STEP}.pt").exists()
+    return model_dir

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import ONE_THREAD, read_jsonl, run_tc
 
 from tc.tasks.token_cls.calibration import (
     CALIBRATION_FILE,
@@ -15,19 +16,13 @@ from tc.tasks.token_cls.calibration import (
     fit_temperature,
     word_nll,
 )
-from tests.conftest import TINY, read_jsonl, run_tc
 
-ONE_THREAD = ("--set", "runconfig.num_threads=1")
 DOCS = ["Naloxone reverses the antihypertensive effect of clonidine.",
         "Lidocaine-induced cardiac asystole (after 5 mg/kg of cocaine) was observed in rats."]
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("calibration") / "model"
-    run_tc("run", "--task", "token_cls", "--backend", "cpu", "--config", str(TINY), "--model-dir", str(out),
-           *ONE_THREAD, "-q", check=True)
-    return out
+DOCUMENTED = {"calibration-bad"}
+"""docs/errors.md rows tested here (a broken calibration.json)."""
 
 
 def predict(model_dir: Path, tmp_path: Path, name: str) -> list[dict]:

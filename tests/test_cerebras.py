@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, TINY, read_jsonl, run_tc, weights
+from helpers import ROOT, TINY, Rows, read_jsonl, run_tc, weights
 
 from tc.backends.cerebras import (
     CerebrasBackend,
@@ -30,7 +30,7 @@ from tc.backends.cerebras import (
     optimizer_to_torch,
     schedule_state,
 )
-from tc.core.interfaces import Dataset, OptimSpec
+from tc.core.interfaces import OptimSpec
 from tc.core.sampling import BatchPlan
 
 CEREBRAS_PYTHON = os.environ.get("TC_CEREBRAS_PYTHON", "")
@@ -44,20 +44,16 @@ THREADS = {"OMP_NUM_THREADS": "2", "COLUMNS": "200"}
 PREDICT = """
 import json, sys
 from pathlib import Path
-from tc.core.config import load_run_config
 from tc.core.evaluation import predict_rows
-from tc.core.trainer import Job, runner_for_eval
-from tc.plugins.manager import load_plugins
+from tc.core.jobs import open_job
+from tc.core.trainer import runner_for_eval
 
 backend_name, checkpoint, model_dir, out, *sets = sys.argv[1:]
-plugins = load_plugins()
-task_cls, backend_cls = plugins.task("token_cls"), plugins.backend(backend_name)
-cfg = load_run_config(task_cls, plugins.registry.models, plugins.registry.backends,
-                      Path("configs/tiny_token_cls.yaml"),
-                      [f"runconfig.model_dir={model_dir}", f"runconfig.checkpoint_path={checkpoint}", *sets])
-task, backend = task_cls(cfg), backend_cls(cfg)
+job = open_job("token_cls", backend_name, Path("configs/tiny_token_cls.yaml"),
+               [f"runconfig.model_dir={model_dir}", f"runconfig.checkpoint_path={checkpoint}", *sets])
+task, backend, cfg = job.task, job.backend, job.cfg
 backend.setup()
-runner = runner_for_eval(Job(task, backend, cfg))
+runner = runner_for_eval(job)
 pad_to = cfg.eval_input.max_sequence_length if backend.static_shapes else None
 rows = predict_rows(runner, backend, task.dataset("test"), cfg.eval_input.batch_size, pad_to)
 backend.teardown()
@@ -313,20 +309,6 @@ def test_schedule_state_is_what_lambdalr_loads() -> None:
     assert opt.param_groups[0]["lr"] == pytest.approx(0.01 * spec.lr_factor(6))
 
 
-class Rows(Dataset):
-    """``n`` one-token rows: enough for BatchPlan, which only reads lengths and loss_tokens."""
-
-    def __init__(self, n: int) -> None:
-        self.lengths = np.ones(n, dtype=np.int64)
-        self.loss_tokens = np.ones(n, dtype=np.int64)
-
-    def __len__(self) -> int:
-        return len(self.lengths)
-
-    def collate(self, indices: Any, pad_to: int | None = None) -> Any:
-        raise NotImplementedError
-
-
 def backend_with(**runconfig: Any) -> CerebrasBackend:
     settings = {"checkpoint_steps": None, "eval_frequency": None, "selection_split": "devel", **runconfig}
     return CerebrasBackend(SimpleNamespace(runconfig=SimpleNamespace(**settings)))
@@ -341,7 +323,7 @@ def backend_with(**runconfig: Any) -> CerebrasBackend:
 def test_training_runs_one_executor_between_evaluations_and_checkpoints(
     runconfig: dict[str, Any], start: int, steps: int, ends: list[int]
 ) -> None:
-    plan = BatchPlan(Rows(20), 4, train=True, seed=3, drop_last=True, bucket=False,
+    plan = BatchPlan(Rows(20, length=1), 4, train=True, seed=3, drop_last=True, bucket=False,
                      start_epoch=start // 5, start_position=start % 5, max_steps=steps)
     parts = backend_with(**runconfig).segments(plan)
     assert [p.start_epoch * 5 + p.start_position + p.max_steps for p in parts] == ends

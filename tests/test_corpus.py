@@ -18,23 +18,14 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, TC, TINY, run_tc
+from helpers import ONE_THREAD, ROOT, TC, run_tc
 
-ONE_THREAD = ("--set", "runconfig.num_threads=1")
 CHUNK = ("--chunk-size", "8")
 PUBTATOR = ROOT / "data" / "BC5CDR-PubTator" / "test.pubtator"
 TEST_TSV = ROOT / "data" / "BC5CDR-chem-IOB" / "test.tsv"
 DOCUMENTED = {"predict-output-exists", "predict-resume-other-input", "predict-resume-other-model",
               "predict-resume-other-settings", "predict-resume-other-processes", "predict-processes-need-files"}
 """The rows of docs/errors.md's "Tagging a corpus" section, each asserted below."""
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("corpus") / "model"
-    run_tc("run", "--task", "token_cls", "--backend", "cpu", "--config", str(TINY), "--model-dir", str(out),
-           *ONE_THREAD, "-q", check=True)
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, read_jsonl, run_tc
+from helpers import TINY, read_jsonl, run_tc, tiny_job
 
 from tc.backends.cuda import CudaBackend
 
@@ -45,12 +45,7 @@ def test_cuda_static_padding_and_compile(tmp_path: Path) -> None:
 
 
 def cuda_config(*sets: str):  # type: ignore[no-untyped-def]
-    from tc.core.config import load_run_config
-    from tc.plugins.manager import load_plugins
-
-    plugins = load_plugins()
-    return load_run_config(plugins.task("token_cls"), plugins.registry.models, plugins.registry.backends, TINY,
-                           list(sets))
+    return tiny_job(*sets).cfg
 
 
 def test_dry_run_path_knows_the_device_before_setup(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,13 +13,12 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from conftest import TC, TINY, read_jsonl, run_tc, weights
+from helpers import TC, TINY, Payload, read_jsonl, run_tc, tiny_job, wait_for, weights
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason="deepspeed not installed")
 
@@ -67,16 +66,6 @@ def kill_everything(root: subprocess.Popen[str]) -> None:
             proc.kill()
     root.wait()
     psutil.wait_procs(everyone, timeout=30)
-
-
-def wait_for(predicate, proc: subprocess.Popen[str], timeout: float = 300.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if proc.poll() is not None:
-            raise AssertionError(f"run ended (exit {proc.returncode}) before the kill point")
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.02)
 
 
 @pytest.fixture(scope="module")
@@ -192,12 +181,7 @@ def test_bad_settings_fail_before_launching(tmp_path: Path, extra: list[str], me
 
 
 def _config(*sets: str) -> Any:
-    from tc.core.config import load_run_config
-    from tc.plugins.manager import load_plugins
-
-    plugins = load_plugins()
-    return load_run_config(plugins.task("token_cls"), plugins.registry.models, plugins.registry.backends, TINY,
-                           list(sets))
+    return tiny_job(*sets).cfg
 
 
 def test_generated_deepspeed_config() -> None:
@@ -232,14 +216,11 @@ def test_pickled_code_in_a_deepspeed_dir_is_refused(tmp_path: Path) -> None:
     from tc.backends.deepspeed import DeepSpeedBackend
     from tc.core.errors import CheckpointError
 
-    class Payload:
-        def __reduce__(self) -> tuple[Any, ...]:
-            return (os.system, (f"touch {tmp_path / 'pwned'}",))
-
     folder = tmp_path / "checkpoint_2.ds"
     folder.mkdir()
     torch.save({"module": {"w": torch.zeros(1)}}, folder / "mp_rank_00_model_states.pt")
-    torch.save({"optimizer_state_dict": Payload()}, folder / "zero_pp_rank_0_mp_rank_00_optim_states.pt")
+    optim_states = folder / "zero_pp_rank_0_mp_rank_00_optim_states.pt"
+    torch.save({"optimizer_state_dict": Payload(tmp_path / "pwned")}, optim_states)
     with pytest.raises(CheckpointError, match="refusing to load"):
         DeepSpeedBackend(_config()).load_checkpoint(folder)
     assert not (tmp_path / "pwned").exists()

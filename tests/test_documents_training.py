@@ -11,13 +11,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, TINY, run_tc
+from helpers import ROOT, TINY, error_line, run_tc, tiny_job
 
 from tc.tasks.token_cls.documents import read_documents, write_documents
 
 CDR = ROOT / "data" / "BC5CDR-PubTator"
 SHORT = ["--set", "runconfig.max_steps=3", "--set", "runconfig.eval_frequency=3", "--set", "runconfig.log_steps=1"]
 FORMATS = {"pubtator": ".pubtator", "bioc_xml": ".xml", "bioc_json": ".bioc.json", "brat": "", "jsonl": ".jsonl"}
+
+
+DOCUMENTED = {"documents-offset-mismatch", "documents-unknown-format", "documents-no-split-in-format",
+              "corpora-seed-scheme", "corpora-same-name", "corpora-type-absent"}
+"""docs/errors.md rows tested here (documents and corpora refusals)."""
 
 
 def document_dir(folder: Path, fmt: str = "pubtator", docs: int = 12) -> Path:
@@ -31,12 +36,6 @@ def document_dir(folder: Path, fmt: str = "pubtator", docs: int = 12) -> Path:
 def tc_run(model_dir: Path, *args: str) -> tuple[int, str, str]:
     proc = run_tc("run", "--backend", "cpu", "--config", str(TINY), "--model-dir", str(model_dir), *SHORT, *args)
     return proc.returncode, proc.stdout, proc.stderr
-
-
-def error_line(stderr: str) -> str:
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in stderr, stderr
-    return lines[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -168,14 +167,7 @@ CORPORA = ("train_input.corpora=[{data_dir: " + str(ROOT / "data" / "BC5CDR-chem
 
 
 def multi_task(*sets: str):  # type: ignore[no-untyped-def]
-    from tc.core.config import load_run_config
-    from tc.plugins.manager import load_plugins
-
-    plugins = load_plugins()
-    task_cls = plugins.task("token_cls")
-    cfg = load_run_config(task_cls, plugins.registry.models, plugins.registry.backends, TINY,
-                          [CORPORA, "train_input.max_sentences=40", *sets])
-    return task_cls(cfg)
+    return tiny_job(CORPORA, "train_input.max_sentences=40", *sets).task
 
 
 def test_corpus_rows_give_no_gradient_to_classes_their_corpus_does_not_annotate() -> None:
@@ -258,14 +250,14 @@ def test_error_documents_offset_mismatch(tmp_path: Path) -> None:
     rc, _, err = tc_run(tmp_path / "model", "--set", f"train_input.data_dir={data}")
     assert rc == 2
     assert (at, cols[0], cols[3]) == (2, "227508", "Naloxone")
-    assert error_line(err) == (f"error: {data}/train.pubtator:3: document 227508: mention 1-8 expected 'Naloxone' "
+    assert error_line(err) == (f"{data}/train.pubtator:3: document 227508: mention 1-8 expected 'Naloxone' "
                                "but the text has 'aloxone'")
 
 
 def test_error_documents_unknown_format(tmp_path: Path) -> None:
     rc, _, err = tc_run(tmp_path / "model", "--set", "train_input.format=conll2012")
     assert rc == 2
-    assert error_line(err) == ("error: train_input.format: unknown document format 'conll2012' "
+    assert error_line(err) == ("train_input.format: unknown document format 'conll2012' "
                                "(valid: pubtator, bioc_xml, bioc_json, brat, jsonl)")
 
 
@@ -274,13 +266,13 @@ def test_error_documents_no_split_in_format(tmp_path: Path) -> None:
     rc, _, err = tc_run(tmp_path / "model", "--set", f"train_input.data_dir={data}",
                         "--set", "train_input.format=jsonl")
     assert rc == 2
-    assert error_line(err) == f"error: {data}: no train split in format jsonl (train_input.data_dir)"
+    assert error_line(err) == f"{data}: no train split in format jsonl (train_input.data_dir)"
 
 
 def test_error_corpora_need_typed_labels(tmp_path: Path) -> None:
     rc, _, err = tc_run(tmp_path / "model", "--set", CORPORA, "--set", "train_input.label_scheme=seed")
     assert rc == 2
-    assert error_line(err) == ("error: train_input.corpora: several corpora need label_scheme typed "
+    assert error_line(err) == ("train_input.corpora: several corpora need label_scheme typed "
                                "(the seed's labels have no types to mask)")
 
 
@@ -289,7 +281,7 @@ def test_error_corpora_same_name(tmp_path: Path) -> None:
     twice = f"train_input.corpora=[{{data_dir: {chem}}}, {{data_dir: {chem}}}]"
     rc, _, err = tc_run(tmp_path / "model", "--set", twice)
     assert rc == 2
-    assert error_line(err) == ("error: train_input.corpora: two corpora are named 'BC5CDR-chem-IOB'; "
+    assert error_line(err) == ("train_input.corpora: two corpora are named 'BC5CDR-chem-IOB'; "
                                "give each a name")
 
 
@@ -298,7 +290,7 @@ def test_error_corpora_type_not_in_corpus(tmp_path: Path) -> None:
     wrong = f"train_input.corpora=[{{data_dir: {chem}, types: [Gene]}}]"
     rc, _, err = tc_run(tmp_path / "model", "--set", wrong)
     assert rc == 2
-    assert error_line(err) == (f"error: train_input.corpora[0].types: type 'Gene' occurs in no train label of "
+    assert error_line(err) == (f"train_input.corpora[0].types: type 'Gene' occurs in no train label of "
                                f"{chem} (types there: Chemical)")
 
 

@@ -1,6 +1,6 @@
 """``tc export --format hf``: transformers loads the result and computes what tc computes.
 
-One tiny model (60 steps, real CLI run) is trained for the module; parity is checked on real test-split
+The session's tiny model (``model_dir``, a real CLI run) is exported; parity is checked on real test-split
 sentences: identical WordPiece ids from ``AutoTokenizer`` and logits within 1e-4 of tc's model.
 """
 
@@ -13,29 +13,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import ONE_THREAD, ROOT, run_tc
 
 from tc.tasks.token_cls.dataset import TokenClsDataset
 from tc.tasks.token_cls.predict import Predictor, load_trained_model, split_words
 from tc.tasks.token_cls.readers import read_conll
-from tests.conftest import ROOT, TINY, run_tc
 
 transformers = pytest.importorskip("transformers")
 
-ONE_THREAD = ("--set", "runconfig.num_threads=1")
 TEST_TSV = ROOT / "data" / "BC5CDR-chem-IOB" / "test.tsv"
 RAW = [
     "Naloxone reverses the antihypertensive effect of clonidine.",
     "Lidocaine-induced cardiac asystole (5 mg/kg) — Café ÜBER naïve 北京 patients, e.g. aspirin-treated.",
     "Ca2+ and Na+/K+-ATPase; 3,4-methylenedioxymethamphetamine (MDMA) and H2O2!",
 ]
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("export") / "model"
-    run_tc("run", "--task", "token_cls", "--backend", "cpu", "--config", str(TINY), "--model-dir", str(out),
-           "--set", "runconfig.max_steps=60", *ONE_THREAD, "-q", check=True)
-    return out
 
 
 @pytest.fixture(scope="module")

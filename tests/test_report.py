@@ -7,19 +7,11 @@ import os
 from pathlib import Path
 
 import pytest
+from helpers import TINY_STEPS, run_tc
 
 from tc.report import read_history, read_results
-from tests.conftest import TINY, run_tc
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("report") / "model"
-    run_tc("run", "--task", "token_cls", "--backend", "cpu", "--config", str(TINY), "--model-dir", str(out),
-           "--set", "runconfig.max_steps=60", "--set", "cpu.num_threads=1", "-q", check=True)
-    return out
 
 
 def test_png_and_tables(model_dir: Path, tmp_path: Path) -> None:
@@ -37,7 +29,7 @@ def test_png_and_tables(model_dir: Path, tmp_path: Path) -> None:
     out = proc.stdout
     assert "devel scores" in out and "test scores" in out and "micro avg" in out
     assert f"{test['f1']:.2f}" in out
-    assert "60 steps" in out
+    assert f"{TINY_STEPS} steps" in out
     for name in test["per_type"]:
         assert name in out
 

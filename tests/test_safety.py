@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, TC, TINY, run_tc
+from helpers import ONE_THREAD, ROOT, TC, TINY, copy_model, error_line, run_tc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -38,18 +38,15 @@ import tc
 from tc.tasks.token_cls.longdoc import segments
 from tc.tasks.token_cls.predict import Predictor, entities, split_words
 
-ONE_THREAD = ("--set", "runconfig.num_threads=1")
 DATA = ROOT / "data" / "BC5CDR-chem-IOB"
 DOCS = ROOT / "docs" / "errors.md"
 
 
 @pytest.fixture(scope="module")
-def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """root/model (trained), root/docs.txt, root/data/{train,devel,test}.tsv and aliases of them."""
+def tree(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """root/model (the trained tiny model), root/docs.txt, root/data/{train,devel,test}.tsv and aliases of them."""
     root = tmp_path_factory.mktemp("safety")
-    model = root / "model"
-    run_tc("run", "--task", "token_cls", "--backend", "cpu", "--config", str(TINY), "--model-dir", str(model),
-           *ONE_THREAD, "-q", check=True)
+    model = copy_model(tiny_model, root / "model")
     (root / "docs.txt").write_text("Naloxone reverses the antihypertensive effect of clonidine.\n\nAspirin.\n")
     (root / "data").mkdir()
     for split in ("train", "devel", "test"):
@@ -92,14 +89,6 @@ def tc_in_process(args: list[str], capsys: pytest.CaptureFixture[str], cwd: Path
         sys.argv = old_argv
         os.chdir(old_cwd)
     return code, capsys.readouterr().err
-
-
-def error_line(stderr: str) -> str:
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert "Traceback" not in stderr, stderr
-    errors = [line for line in lines if line.startswith("error: ")]
-    assert len(errors) == 1 and lines[-1] == errors[0], stderr
-    return errors[0].removeprefix("error: ")
 
 
 # -- every writing command, every target that would lose data ------------------------------------

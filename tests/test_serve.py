@@ -24,12 +24,11 @@ from typing import Any
 
 import httpx
 import pytest
+from helpers import ONE_THREAD, TC, error_line, read_jsonl, run_tc, without_modules
 
 from tc.tasks.token_cls.predict import Predictor
 from tc.tasks.token_cls.serve.batcher import MicroBatcher
-from tests.conftest import TC, TINY, read_jsonl, run_tc
 
-ONE_THREAD = ("--set", "runconfig.num_threads=1")
 DOCS = [
     "Naloxone reverses the antihypertensive effect of clonidine.",
     "",
@@ -38,6 +37,9 @@ DOCS = [
     "No chemical here at all",
 ]
 STARTUP_S = 120.0
+
+DOCUMENTED = {"serve-port-busy", "serve-host", "serve-model-missing", "serve-extra"}
+"""docs/errors.md rows tested here (``test_cli_errors_are_one_line`` and the extra's test)."""
 
 
 @dataclass
@@ -81,14 +83,6 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.kill()
         proc.wait(timeout=30)
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("serve") / "model"
-    run_tc("run", "--task", "token_cls", "--backend", "cpu", "--config", str(TINY), "--model-dir", str(out),
-           *ONE_THREAD, "-q", check=True)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -304,6 +298,13 @@ def test_cli_errors_are_one_line(model_dir: Path, tmp_path: Path) -> None:
     proc = run_tc("serve", "--model-dir", str(model_dir), "--precision", "int8", "--backend", "cuda", "--port", "0",
                   timeout=120)
     assert proc.returncode == 2 and "--precision int8 runs on onnxruntime's CPU provider" in proc.stderr
+
+
+def test_serve_without_its_extra_says_what_to_install(model_dir: Path, tmp_path: Path) -> None:
+    proc = run_tc("serve", "--model-dir", str(model_dir), "--port", "0",
+                  env=without_modules(tmp_path / "site", "fastapi", "uvicorn"), timeout=120)
+    assert proc.returncode == 2
+    assert error_line(proc) == "tc serve needs fastapi and uvicorn: pip install 'tc[serve]'"
 
 
 # -- the batcher itself, on the real tiny model --------------------------------------------------

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import TINY, read_jsonl, run_tc
+from helpers import TINY, read_jsonl, run_tc
 
 NO_DROPOUT = ["--set", "model.dropout_rate=0", "--set", "model.attention_dropout_rate=0",
               "--set", "model.encoder_output_dropout_rate=0"]
@@ -75,7 +75,7 @@ def test_step_weight_scales_the_gradient_but_not_the_reported_loss() -> None:
     """What epoch loss normalisation relies on in the eager runner: with plain SGD a step of weight w
     moves every parameter w times as far, while the logged loss stays the batch's token mean."""
     import torch
-    from test_model import padded_batch, tiny_model
+    from helpers import padded_batch, tiny_bert
 
     from tc.backends.eager import EagerRunner
     from tc.core.interfaces import OptimSpec
@@ -84,7 +84,7 @@ def test_step_weight_scales_the_gradient_but_not_the_reported_loss() -> None:
                      schedule="constant", max_gradient_norm=None)
     moves, losses = [], []
     for weight in (1.0, 2.5):
-        model = tiny_model(dropout_rate=0, attention_dropout_rate=0, encoder_output_dropout_rate=0)
+        model = tiny_bert(dropout_rate=0, attention_dropout_rate=0, encoder_output_dropout_rate=0)
         before = {k: v.clone() for k, v in model.state_dict().items()}
         runner = EagerRunner(model, spec, torch.device("cpu"))
         batch = padded_batch(1200, 7) | {"loss_share": torch.tensor(1.0), "step_weight": torch.tensor(weight)}

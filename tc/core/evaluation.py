@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,21 +16,45 @@ from tc.core.interfaces import Backend, Dataset, Runner, Task
 from tc.core.sampling import BatchPlan
 
 
+@dataclass
+class RowPredictions:
+    """Per dataset row: the predicted class ids and, when asked for, their softmax probabilities."""
+
+    ids: dict[int, np.ndarray] = field(default_factory=dict)
+    scores: dict[int, np.ndarray] = field(default_factory=dict)
+
+
+def run_rows(runner: Runner, backend: Backend, dataset: Dataset, batch_size: int, pad_to: int | None,
+             scores: bool = False) -> RowPredictions:
+    """The model over every row of ``dataset`` on any backend, gathered from all ranks (duplicates
+    dropped): evaluation and inference run a model over data this one way. ``scores`` adds each
+    predicted class's probability (inference reports it); ids are then read off the same softmax."""
+    plan = BatchPlan(dataset, batch_size, train=False, pad_to=pad_to, world_size=backend.ranks.world_size)
+    mine = RowPredictions()
+    for micro_batches in backend.batches(plan):
+        for batch in micro_batches:
+            logits = runner.eval_step(batch)  # (B, T, C) on the host
+            if scores:
+                best, ids = logits.float().softmax(-1).max(-1)
+            else:
+                best, ids = None, logits.argmax(-1)
+            for row, index in enumerate(batch["index"].tolist()):
+                length = int(dataset.lengths[index])
+                mine.ids[index] = ids[row, :length].numpy()
+                if best is not None:
+                    mine.scores[index] = best[row, :length].numpy()
+    merged = RowPredictions()
+    for part in backend.gather(mine):
+        merged.ids.update(part.ids)
+        merged.scores.update(part.scores)
+    return merged
+
+
 def predict_rows(
     runner: Runner, backend: Backend, dataset: Dataset, batch_size: int, pad_to: int | None
 ) -> dict[int, np.ndarray]:
     """Argmax class ids for every row of ``dataset``, gathered from all ranks (duplicates dropped)."""
-    plan = BatchPlan(dataset, batch_size, train=False, pad_to=pad_to, world_size=backend.ranks.world_size)
-    mine: dict[int, np.ndarray] = {}
-    for micro_batches in backend.batches(plan):
-        for batch in micro_batches:
-            ids = runner.eval_step(batch).argmax(-1).numpy()  # (B, T)
-            for row, index in zip(ids, batch["index"].tolist(), strict=True):
-                mine[index] = row[: int(dataset.lengths[index])]
-    merged: dict[int, np.ndarray] = {}
-    for part in backend.gather(mine):
-        merged.update(part)
-    return merged
+    return run_rows(runner, backend, dataset, batch_size, pad_to).ids
 
 
 def evaluate(

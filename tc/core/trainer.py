@@ -15,8 +15,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -27,33 +26,12 @@ from tc.core.config import RunSettings, dump_config
 from tc.core.errors import ConfigError, TrainingAborted
 from tc.core.evaluation import evaluate, write_results
 from tc.core.fs import atomic_write_text, ensure_writable_dir
-from tc.core.interfaces import Backend, OptimSpec, Runner, Task
+from tc.core.interfaces import OptimSpec, Runner
+from tc.core.jobs import Job
 from tc.core.reporting import Reporter
 from tc.core.sampling import BatchPlan, check_divisible
 
 __all__ = ["BEST", "Job", "Start", "final_evaluation", "fit", "optim_spec", "run", "runner_for_eval", "train_plan"]
-
-
-@dataclass
-class Job:
-    """A task, a backend and a validated config, with somewhere to report."""
-
-    task: Task
-    backend: Backend
-    cfg: Any
-    reporter: Reporter = field(default_factory=Reporter)
-
-    @property
-    def model_dir(self) -> Path:
-        return Path(self.cfg.runconfig.model_dir)
-
-    @property
-    def static(self) -> bool:
-        return self.backend.static_shapes or self.cfg.runconfig.padding == "static"
-
-    @property
-    def pad_to(self) -> int | None:
-        return self.cfg.train_input.max_sequence_length if self.static else None
 
 
 def run(job: Job, mode: str) -> dict[str, Any] | None:

@@ -27,7 +27,7 @@ from tc.core.errors import CheckpointError
 
 if TYPE_CHECKING:
     from tc.core.interfaces import Runner
-    from tc.core.trainer import Job
+    from tc.core.jobs import Job
 
 BEST = "best_model.pt"
 """The devel-best weights of a model directory."""

@@ -63,7 +63,7 @@ INPUT_DOCUMENT_FORMATS = ("pubtator", "bioc_xml", "bioc_json", "brat")  # corpus
 @click.option("--checkpoint", type=click.Path(path_type=Path),
               help="Use this checkpoint file instead of best_model.pt / the newest checkpoint.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Backend setting, e.g. --set cpu.num_threads=2 or --set runconfig.precision=bf16.")
+              help="Backend setting, e.g. --set runconfig.num_threads=2 or --set runconfig.precision=bf16.")
 @click.option("--quiet", "-q", is_flag=True,
               help="No progress lines on stderr (otherwise one every TC_PROGRESS_SECONDS, default 5).")
 @click.option("--chunk-size", default=1024, show_default=True, type=click.IntRange(min=1),

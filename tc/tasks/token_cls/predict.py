@@ -29,7 +29,6 @@ from tc.tasks.token_cls.model_dir import (  # noqa: F401  (re-exported: imported
     TrainedModel,
     load_trained_model,
     read_task_info,
-    read_weights,
     weight_candidates,
 )
 
@@ -184,7 +183,7 @@ class Predictor:
         """Load ``model_dir`` (best weights, else the newest checkpoint) onto ``backend``.
 
         ``overrides`` are ``--set``-style ``section.key=value`` settings for the backend, e.g.
-        ``cpu.num_threads=2`` or ``runconfig.precision=bf16``.
+        ``runconfig.num_threads=2`` or ``runconfig.precision=bf16``.
         """
         from tc.tasks.token_cls.wordpiece import WordPieceEncoder
 
@@ -192,8 +191,7 @@ class Predictor:
             raise TcError(f"--batch-size {batch_size}: must be at least 1")
         hardware = open_backend(backend, Path(model_dir), overrides)
         try:
-            suffixes = (".pt", hardware.checkpoint_suffix)
-            trained = load_trained_model(model_dir, checkpoint, suffixes, hardware.load_checkpoint)
+            trained = load_trained_model(model_dir, checkpoint, hardware.checkpoint_suffix, hardware.load_checkpoint)
             encoder = WordPieceEncoder(trained.vocab_file, do_lower_case=trained.do_lower_case)
             if encoder.vocab_size != trained.config.vocab_size:
                 raise CheckpointError(f"{trained.vocab_file}: {encoder.vocab_size} entries but the model has "
@@ -282,21 +280,11 @@ class Predictor:
 
     def _run(self, dataset: TokenClsDataset) -> tuple[list[list[str]], list[np.ndarray]]:
         """Run every window through the runner; per word: label name and its softmax probability."""
-        from tc.core.sampling import BatchPlan
+        from tc.core.evaluation import run_rows
 
-        plan = BatchPlan(dataset, self.batch_size, train=False, pad_to=self.pad_to)
-        predicted: dict[int, np.ndarray] = {}
-        confidence: dict[int, np.ndarray] = {}
-        for micro_batches in self.backend.batches(plan):
-            for batch in micro_batches:
-                probs = self.runner.eval_step(batch).float().softmax(-1)  # (B, T, C)
-                best, ids = probs.max(-1)
-                for row, index in enumerate(batch["index"].tolist()):
-                    length = int(dataset.lengths[index])
-                    predicted[index] = ids[row, :length].numpy()
-                    confidence[index] = best[row, :length].numpy()
-        labels = dataset.word_predictions(predicted)
-        flat = np.concatenate([confidence[row] for row in range(len(dataset))])[dataset.word_position]
+        rows = run_rows(self.runner, self.backend, dataset, self.batch_size, self.pad_to, scores=True)
+        labels = dataset.word_predictions(rows.ids)
+        flat = np.concatenate([rows.scores[row] for row in range(len(dataset))])[dataset.word_position]
         bounds = dataset.word_offsets
         return labels, [flat[bounds[i] : bounds[i + 1]] for i in range(len(bounds) - 1)]
 
@@ -309,19 +297,10 @@ def _require_sequence(value: Any, method: str, name: str) -> None:
 
 def open_backend(name: str, model_dir: Path, overrides: Sequence[str] = ()) -> Backend:
     """A set-up backend for inference, configured from defaults plus ``overrides``."""
-    from tc.core.config import load_run_config
-    from tc.core.errors import BackendUnavailable
-    from tc.plugins.manager import load_plugins
-    from tc.tasks.token_cls.task import TokenClassification
+    from tc.core.jobs import open_job
 
-    plugins = load_plugins()
-    backend_cls = plugins.backend(name)
-    available = backend_cls.is_available()
-    if not available.ok:
-        raise BackendUnavailable(f"backend {name!r} is not available here: {available.reason}")
     sets = [*overrides, f"runconfig.model_dir={Path(model_dir).expanduser().resolve()}"]
-    cfg = load_run_config(TokenClassification, plugins.registry.models, plugins.registry.backends, None, sets)
-    backend = backend_cls(cfg)
+    backend = open_job("token_cls", name, None, sets, require_available=True).backend
     backend.setup()
     return backend
 

@@ -20,10 +20,10 @@ import numpy as np
 
 from tc.core.errors import ConfigError, DataError
 from tc.core.interfaces import Dataset, Task
+from tc.core.jobs import TASK_FILE
 from tc.tasks.token_cls.settings import (
     DEFAULT_PRETRAINED,
     TokenClsInput,
-    bert_config,
     default_data_dir,
     pretrained_dir,
     read_json_object,
@@ -32,7 +32,17 @@ from tc.tasks.token_cls.sources import Source, SplitData, load_sources, log
 
 ASSET_LABELS = "label2id.json"
 ASSET_VOCAB = "vocab.txt"
-ASSET_TASK = "tc_task.json"
+ASSET_TASK = TASK_FILE
+
+
+def registered_model(name: str, where: str) -> Any:
+    """The model registered as ``name``; ``where`` (a config key or file) is named when there is none."""
+    from tc.plugins.manager import load_plugins
+
+    models = load_plugins().registry.models
+    if name not in models:
+        raise ConfigError(f"{where}: unknown model {name!r} (valid: {', '.join(sorted(models))})")
+    return models[name]
 
 
 class TokenClassification(Task):
@@ -118,6 +128,11 @@ class TokenClassification(Task):
             raise DataError(f"{path}: {what} {state} ({section}.{key})")
         return path
 
+    @property
+    def _pretrained(self) -> str | None:
+        """``model.pretrained``, when the model's section has such a key (a plugin model may not)."""
+        return getattr(self.cfg.model, "pretrained", None)
+
     @functools.cached_property
     def vocab_file(self) -> Path:
         """Explicit vocab, else the one saved with the model, else the pretrained checkpoint's."""
@@ -126,7 +141,7 @@ class TokenClassification(Task):
             return self._existing(Path(explicit), "vocab_file", "vocab file")
         if (self.model_dir / ASSET_VOCAB).exists():
             return self.model_dir / ASSET_VOCAB
-        return pretrained_dir(self.cfg.model.pretrained or DEFAULT_PRETRAINED) / "vocab.txt"
+        return pretrained_dir(self._pretrained or DEFAULT_PRETRAINED) / "vocab.txt"
 
     @functools.cached_property
     def do_lower(self) -> bool:
@@ -138,8 +153,8 @@ class TokenClassification(Task):
             if "do_lower_case" not in info:
                 raise DataError(f"{saved}: no 'do_lower_case' key (set train_input.do_lower explicitly)")
             return bool(info["do_lower_case"])
-        if self.cfg.model.pretrained is not None:
-            tok = pretrained_dir(self.cfg.model.pretrained) / "tokenizer_config.json"
+        if self._pretrained is not None:
+            tok = pretrained_dir(self._pretrained) / "tokenizer_config.json"
             if tok.exists():
                 return bool(read_json_object(tok).get("do_lower_case", True))
         return True
@@ -172,8 +187,8 @@ class TokenClassification(Task):
 
         section = self._input(split)
         max_len = section.max_sequence_length
-        max_pos = self.model_config.max_position_embeddings
-        if max_len > max_pos:
+        max_pos = getattr(self.model_config, "max_position_embeddings", None)
+        if max_pos is not None and max_len > max_pos:
             raise ConfigError(
                 f"{'train_input' if split == 'train' else 'eval_input'}.max_sequence_length={max_len} exceeds "
                 f"model.max_position_embeddings={max_pos}"
@@ -194,30 +209,29 @@ class TokenClassification(Task):
 
     # -- model -------------------------------------------------------------------------------
     @functools.cached_property
+    def model_name(self) -> str:
+        return getattr(self.cfg.model, "name", None) or self.default_model
+
+    @functools.cached_property
+    def model_entry(self) -> Any:
+        """The registered model ``model.name`` names (the ``model`` section was validated by its schema)."""
+        return registered_model(self.model_name, "model.name")
+
+    @functools.cached_property
     def model_config(self) -> Any:
-        config = bert_config(self.cfg.model, len(self.label_map.labels))
-        if self.encoder.vocab_size != config.vocab_size:
+        """The model's architecture (its ``configure``), checked against the vocabulary."""
+        config = self.model_entry.configure(self.cfg.model, len(self.label_map.labels))
+        vocab_size = getattr(config, "vocab_size", None)
+        if vocab_size is not None and self.encoder.vocab_size != vocab_size:
             raise DataError(
                 f"{self.vocab_file}: vocabulary has {self.encoder.vocab_size} entries but the model expects "
-                f"{config.vocab_size} (model.vocab_size)"
+                f"{vocab_size} (model.vocab_size)"
             )
         return config
 
     def build_model(self) -> Any:
-        """A fresh model; with ``model.pretrained`` the encoder starts from those weights."""
-        from tc.core.checkpoint import match_state
-        from tc.tasks.token_cls import model as bert
-        from tc.tasks.token_cls.hf_bert import load_hf_checkpoint
-
-        module = bert.BertForTokenClassification(self.model_config)
-        if self.cfg.model.pretrained is not None:
-            state, _ = load_hf_checkpoint(pretrained_dir(self.cfg.model.pretrained))
-            fitting, report = match_state(module, state)
-            if report.mismatched:
-                key, theirs, ours = report.mismatched[0]
-                raise ConfigError(f"model: {key} is {list(ours)} but the pretrained checkpoint has {list(theirs)}")
-            module.load_state_dict(fitting, strict=False)
-        return module
+        """A fresh module of the model ``model.name`` names (``bert``: the encoder from ``model.pretrained``)."""
+        return self.model_entry.build(self.model_config, self.cfg.model)
 
     def convert_foreign_state(self, path: Path) -> dict[str, Any] | None:
         from tc.tasks.token_cls.hf_bert import load_hf_checkpoint
@@ -275,10 +289,18 @@ class TokenClassification(Task):
 
         return render(metrics)
 
+    @classmethod
+    def load(cls, model_dir: str | Path, backend: str = "cpu", **options: Any) -> Any:
+        """``tc.load(model_dir)``: a Predictor on ``backend`` (best weights, else the newest checkpoint)."""
+        from tc.tasks.token_cls.predict import Predictor
+
+        return Predictor.from_model_dir(model_dir, backend=backend, **options)
+
     # -- persistence -------------------------------------------------------------------------
     def meta(self) -> dict[str, Any]:
         return {
             "task": self.name,
+            "model": self.model_name,
             "labels": list(self.label_map.labels),
             "label_scheme": self.cfg.train_input.label_scheme,
             "model_config": asdict(self.model_config),
@@ -292,6 +314,7 @@ class TokenClassification(Task):
             shutil.copyfile(self.vocab_file, model_dir / ASSET_VOCAB)
         info = {
             "task": self.name,
+            "model": self.model_name,
             "do_lower_case": self.do_lower,
             "max_sequence_length": self.cfg.train_input.max_sequence_length,
             "label_scheme": self.cfg.train_input.label_scheme,

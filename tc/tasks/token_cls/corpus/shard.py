@@ -22,7 +22,7 @@ from typing import Any
 from tc.core.errors import ConfigError, TcError
 
 POLL_SECONDS = 0.2
-THREAD_KEYS = ("runconfig.num_threads=", "cpu.num_threads=")
+THREAD_KEYS = ("runconfig.num_threads=", "cpu.num_threads=")  # the 2nd: its deprecated alias, still accepted
 
 
 @dataclass(frozen=True)
