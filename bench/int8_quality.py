@@ -10,7 +10,7 @@ text (words joined by spaces), after one untimed pass.
 
 The peer is transformers' token-classification pipeline on the same model exported with
 ``tc export --format hf`` (torch, ``aggregation_strategy="first"``: word-level, first subword), batch 32
-and the same threads; its F1 is not computed (its spans are character spans of the joined text).
+and the same threads; its F1 maps its character spans over the joined text back to words.
 A Markdown table goes to stdout, raw numbers to ``bench/results/int8_<stamp>.json``.
 """
 
@@ -48,7 +48,22 @@ def tc_row(model_dir: Path, precision: str, words: list[list[str]], gold: list[l
             "load_s": round(load_s, 2)}
 
 
-def peer_row(model_dir: Path, texts: list[str], threads: int | None, batch_size: int) -> dict[str, Any]:
+def peer_labels(words: list[str], entities: list[dict[str, Any]]) -> list[str]:
+    """Word-level IOB2 labels from the pipeline's character spans over ``" ".join(words)``."""
+    starts, offset = [], 0
+    for word in words:
+        starts.append(offset)
+        offset += len(word) + 1
+    labels = ["O"] * len(words)
+    for entity in entities:
+        inside = [i for i, begin in enumerate(starts) if entity["start"] <= begin < entity["end"]]
+        for n, i in enumerate(inside):
+            labels[i] = ("B-" if n == 0 else "I-") + entity["entity_group"]
+    return labels
+
+
+def peer_row(model_dir: Path, words: list[list[str]], gold: list[list[str]], texts: list[str], threads: int | None,
+             batch_size: int) -> dict[str, Any]:
     import torch
     from transformers import AutoModelForTokenClassification, AutoTokenizer, pipeline
 
@@ -64,9 +79,13 @@ def peer_row(model_dir: Path, texts: list[str], threads: int | None, batch_size:
                           device=-1)
         tagger(texts[:64], batch_size=batch_size)
         begin = time.perf_counter()
-        tagger(texts, batch_size=batch_size)
+        found = tagger(texts, batch_size=batch_size)
         seconds = time.perf_counter() - begin
-    return {"side": "peer: transformers pipeline (torch, first)", "f1": None,
+    from tc.tasks.token_cls.metrics import entity_scores
+
+    scores = entity_scores(gold, [peer_labels(w, f) for w, f in zip(words, found, strict=True)])
+    return {"side": "peer: transformers pipeline (torch, first)", "f1": scores["f1"],
+            "precision": scores["precision"], "recall": scores["recall"],
             "sentences_per_s": round(len(texts) / seconds, 1)}
 
 
@@ -90,7 +109,7 @@ def main() -> None:
     rows = [tc_row(args.model_dir, p, words, gold, texts, args.threads, args.batch_size)
             for p in ("fp32", "onnx", "int8")]
     if not args.no_peer:
-        rows.append(peer_row(args.model_dir, texts, args.threads, args.batch_size))
+        rows.append(peer_row(args.model_dir, words, gold, texts, args.threads, args.batch_size))
     base = rows[0]["f1"]
     print(f"{args.split}: {len(sentences)} sentences of {args.data_dir}, model {args.model_dir}\n")
     print("| side | F1 | ΔF1 vs fp32 | sentences/s |\n|---|---|---|---|")

@@ -57,18 +57,12 @@ def backends_list(as_json: bool) -> None:
         version = next((p.version for p in plugins.plugins if p.name == provider), "?")
         rows.append({"name": name, "aliases": list(cls.aliases), "plugin": provider, "version": version,
                      "available": available.ok, "reason": available.reason, "description": cls.description})
-    if as_json:
-        click.echo(json.dumps({"backends": rows, "failures": _failures(plugins)}, indent=2))
-        return
-    table = Table(title="tc backends", title_justify="left")
-    for column in ("name", "plugin", "available", "description"):
-        table.add_column(column)
+    cells = []
     for r in rows:
         status = "[green]yes[/]" if r["available"] else f"[red]no[/]: {escape(r['reason'])}"
         alias = f" ({', '.join(r['aliases'])})" if r["aliases"] else ""
-        table.add_row(r["name"] + alias, f"{r['plugin']} {r['version']}", status, r["description"])
-    out.print(table)
-    _warn_failures(plugins)
+        cells.append((r["name"] + alias, f"{r['plugin']} {r['version']}", status, r["description"]))
+    _listing("backends", rows, ("name", "plugin", "available", "description"), cells, plugins, as_json)
 
 
 @cli.group()
@@ -83,16 +77,8 @@ def tasks_list(as_json: bool) -> None:
     plugins = _plugins()
     rows = [{"name": name, "plugin": plugins.registry.providers[("tasks", name)], "description": cls.description}
             for name, cls in plugins.registry.tasks.items()]
-    if as_json:
-        click.echo(json.dumps({"tasks": rows, "failures": _failures(plugins)}, indent=2))
-        return
-    table = Table(title="tc tasks", title_justify="left")
-    for column in ("name", "plugin", "description"):
-        table.add_column(column)
-    for r in rows:
-        table.add_row(r["name"], r["plugin"], r["description"])
-    out.print(table)
-    _warn_failures(plugins)
+    cells = [(r["name"], r["plugin"], r["description"]) for r in rows]
+    _listing("tasks", rows, ("name", "plugin", "description"), cells, plugins, as_json)
 
 
 @cli.group()
@@ -106,17 +92,27 @@ def plugins_list(as_json: bool) -> None:
     """Loaded plugins with their versions and hooks, and plugins that failed to load."""
     loaded = _plugins()
     rows = [{"name": p.name, "version": p.version, "hooks": p.hooks, "builtin": p.builtin} for p in loaded.plugins]
+    cells = [(r["name"], r["version"], ", ".join(r["hooks"]), "built-in" if r["builtin"] else "[green]loaded")
+             for r in rows]
+    cells += [(f.name, "", f.stage, f"[red]failed: {escape(f.error)}") for f in loaded.failures]
+    _listing("plugins", rows, ("name", "version", "hooks", "status"), cells, loaded, as_json, warn=False)
+
+
+def _listing(kind: str, rows: list[dict[str, Any]], columns: tuple[str, ...], cells: list[tuple[str, ...]],
+             plugins: Any, as_json: bool, warn: bool = True) -> None:
+    """A ``tc KIND list``: ``rows`` and the load failures as JSON, or ``cells`` as a table (then the
+    failures as warnings, where the table does not show them)."""
     if as_json:
-        click.echo(json.dumps({"plugins": rows, "failures": _failures(loaded)}, indent=2))
+        click.echo(json.dumps({kind: rows, "failures": _failures(plugins)}, indent=2))
         return
-    table = Table(title="tc plugins", title_justify="left")
-    for column in ("name", "version", "hooks", "status"):
+    table = Table(title=f"tc {kind}", title_justify="left")
+    for column in columns:
         table.add_column(column)
-    for r in rows:
-        table.add_row(r["name"], r["version"], ", ".join(r["hooks"]), "built-in" if r["builtin"] else "[green]loaded")
-    for f in loaded.failures:
-        table.add_row(f.name, "", f.stage, f"[red]failed: {escape(f.error)}")
+    for row in cells:
+        table.add_row(*row)
     out.print(table)
+    if warn:
+        _warn_failures(plugins)
 
 
 def _failures(plugins: Any) -> list[dict[str, str]]:

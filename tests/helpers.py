@@ -34,6 +34,14 @@ SMALL = ("--set", "train_input.max_sentences=16", "--set", "eval_input.max_sente
          "--set", "runconfig.max_steps=2", "--set", "runconfig.selection_split=null")
 """A 2-step run on a few sentences: what the error cases and the ``trained`` fixture train."""
 TRAINED_STEP = 2
+DOCS = [
+    "Naloxone reverses the antihypertensive effect of clonidine.",
+    "",
+    "Lidocaine-induced cardiac asystole (after 5 mg/kg of cocaine) was   observed\tin rats.",
+    "Café patients took aspirin, ibuprofen and 北京 naloxone\u200b twice\x07 daily.",
+    "No chemical here at all",
+]
+"""Texts to tag: an empty one, odd spacing, a tab, accents, CJK, a zero-width space, a control character."""
 LENGTHS = (12, 9, 5, 2)
 """Rows of ``padded_batch``: each row shorter than the last, the last one only [CLS] [SEP]."""
 
@@ -217,13 +225,14 @@ class Case:
     env: dict[str, str] = field(default_factory=dict)
 
 
-def tiny_run(args: Callable[[Env], Sequence[str]] | Sequence[str] = ()) -> Callable[[Env], list[str]]:
-    """``tc run`` on the tiny config (``SMALL``) into a fresh ``DIR/model``, then ``args`` (a list, or made
-    from the case's Env); a later flag wins, so ``args`` may name another config or model directory."""
+def tiny_run(args: Callable[[Env], Sequence[str]] | Sequence[str] = (),
+             small: Sequence[str] = SMALL) -> Callable[[Env], list[str]]:
+    """``tc run`` on the tiny config (cut down by ``small``) into a fresh ``DIR/model``, then ``args`` (a
+    list, or made from the case's Env); a later flag wins, so ``args`` may name another config or model dir."""
 
     def argv(e: Env) -> list[str]:
         extra = args(e) if callable(args) else args
-        return ["run", "--config", str(TINY), "--model-dir", str(e.tmp / "model"), *SMALL, *extra]
+        return ["run", "--config", str(TINY), "--model-dir", str(e.tmp / "model"), *small, *extra]
 
     return argv
 
@@ -238,6 +247,27 @@ def check_case(case: Case, tmp_path: Path, trained: Callable[[], Path]) -> None:
     assert message == expected if case.exact else message.startswith(expected), (message, expected)
     assert not (tmp_path / "pwned").exists()
     assert not (tmp_path / "model" / f"checkpoint_{TRAINED_STEP}.pt").exists()
+
+
+def case_test(cases: dict[str, Case]) -> Callable[..., None]:
+    """The test of a module's error ``cases``, one parametrized run per row:
+    ``test_bad_input_gives_one_clear_line = case_test(CASES)``."""
+    import pytest
+
+    @pytest.mark.parametrize("name", list(cases))
+    def test_bad_input_gives_one_clear_line(name: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+        check_case(cases[name], tmp_path, lambda: request.getfixturevalue("trained"))
+
+    return test_bad_input_gives_one_clear_line
+
+
+def refused(proc: subprocess.CompletedProcess[str]) -> str:
+    """The message of a refusal that prints exactly one line, ``error: ...``, and exits 2."""
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    return lines[0].removeprefix("error: ")
 
 
 def dataset_dir(folder: Path, train: str | bytes, test: str | None = None) -> Path:

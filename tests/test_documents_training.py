@@ -11,18 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import ROOT, TINY, error_line, run_tc, tiny_job
+from helpers import DATA, ROOT, TINY, Case, case_test, error_line, run_tc, tiny_job, tiny_run
 
 from tc.tasks.token_cls.documents import read_documents, write_documents
 
 CDR = ROOT / "data" / "BC5CDR-PubTator"
 SHORT = ["--set", "runconfig.max_steps=3", "--set", "runconfig.eval_frequency=3", "--set", "runconfig.log_steps=1"]
 FORMATS = {"pubtator": ".pubtator", "bioc_xml": ".xml", "bioc_json": ".bioc.json", "brat": "", "jsonl": ".jsonl"}
-
-
-DOCUMENTED = {"documents-offset-mismatch", "documents-unknown-format", "documents-no-split-in-format",
-              "corpora-seed-scheme", "corpora-same-name", "corpora-type-absent"}
-"""docs/errors.md rows tested here (documents and corpora refusals)."""
 
 
 def document_dir(folder: Path, fmt: str = "pubtator", docs: int = 12) -> Path:
@@ -254,44 +249,30 @@ def test_error_documents_offset_mismatch(tmp_path: Path) -> None:
                                "but the text has 'aloxone'")
 
 
-def test_error_documents_unknown_format(tmp_path: Path) -> None:
-    rc, _, err = tc_run(tmp_path / "model", "--set", "train_input.format=conll2012")
-    assert rc == 2
-    assert error_line(err) == ("train_input.format: unknown document format 'conll2012' "
-                               "(valid: pubtator, bioc_xml, bioc_json, brat, jsonl)")
-
-
-def test_error_documents_no_split_in_format(tmp_path: Path) -> None:
-    data = document_dir(tmp_path / "d", docs=2)
-    rc, _, err = tc_run(tmp_path / "model", "--set", f"train_input.data_dir={data}",
-                        "--set", "train_input.format=jsonl")
-    assert rc == 2
-    assert error_line(err) == f"{data}: no train split in format jsonl (train_input.data_dir)"
-
-
-def test_error_corpora_need_typed_labels(tmp_path: Path) -> None:
-    rc, _, err = tc_run(tmp_path / "model", "--set", CORPORA, "--set", "train_input.label_scheme=seed")
-    assert rc == 2
-    assert error_line(err) == ("train_input.corpora: several corpora need label_scheme typed "
-                               "(the seed's labels have no types to mask)")
-
-
-def test_error_corpora_same_name(tmp_path: Path) -> None:
-    chem = ROOT / "data" / "BC5CDR-chem-IOB"
-    twice = f"train_input.corpora=[{{data_dir: {chem}}}, {{data_dir: {chem}}}]"
-    rc, _, err = tc_run(tmp_path / "model", "--set", twice)
-    assert rc == 2
-    assert error_line(err) == ("train_input.corpora: two corpora are named 'BC5CDR-chem-IOB'; "
-                               "give each a name")
-
-
-def test_error_corpora_type_not_in_corpus(tmp_path: Path) -> None:
-    chem = ROOT / "data" / "BC5CDR-chem-IOB"
-    wrong = f"train_input.corpora=[{{data_dir: {chem}, types: [Gene]}}]"
-    rc, _, err = tc_run(tmp_path / "model", "--set", wrong)
-    assert rc == 2
-    assert error_line(err) == (f"train_input.corpora[0].types: type 'Gene' occurs in no train label of "
-                               f"{chem} (types there: Chemical)")
+CASES: dict[str, Case] = {
+    "documents-unknown-format": Case(
+        tiny_run(["--set", "train_input.format=conll2012"], SHORT),
+        lambda e: "train_input.format: unknown document format 'conll2012' (valid: pubtator, bioc_xml, bioc_json, "
+                  "brat, jsonl)"),
+    "documents-no-split-in-format": Case(
+        tiny_run(lambda e: ["--set", f"train_input.data_dir={document_dir(e.tmp / 'd', docs=2)}",
+                            "--set", "train_input.format=jsonl"], SHORT),
+        lambda e: f"{e.tmp / 'd'}: no train split in format jsonl (train_input.data_dir)"),
+    "corpora-seed-scheme": Case(
+        tiny_run(["--set", CORPORA, "--set", "train_input.label_scheme=seed"], SHORT),
+        lambda e: "train_input.corpora: several corpora need label_scheme typed (the seed's labels have no types to "
+                  "mask)"),
+    "corpora-same-name": Case(
+        tiny_run(["--set", f"train_input.corpora=[{{data_dir: {DATA}}}, {{data_dir: {DATA}}}]"], SHORT),
+        lambda e: "train_input.corpora: two corpora are named 'BC5CDR-chem-IOB'; give each a name"),
+    "corpora-type-absent": Case(
+        tiny_run(["--set", f"train_input.corpora=[{{data_dir: {DATA}, types: [Gene]}}]"], SHORT),
+        lambda e: f"train_input.corpora[0].types: type 'Gene' occurs in no train label of {DATA} (types there: "
+                  "Chemical)"),
+}
+test_bad_input_gives_one_clear_line = case_test(CASES)
+DOCUMENTED = {*CASES, "documents-offset-mismatch"}
+"""docs/errors.md rows tested here (documents and corpora refusals)."""
 
 
 def test_wordpiece_cache_is_bounded_and_changes_no_result() -> None:

@@ -7,9 +7,8 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-import pytest
 import torch
-from helpers import DATA, Case, Env, Payload, check_case, tiny_run, write
+from helpers import DATA, Case, Env, Payload, case_test, tiny_run, write
 
 from tc.core.checkpoint import load_file
 from tc.core.errors import CheckpointError
@@ -52,9 +51,7 @@ DOCUMENTED = set(CASES)
 """docs/errors.md rows tested here (section Checkpoints)."""
 
 
-@pytest.mark.parametrize("name", list(CASES))
-def test_bad_input_gives_one_clear_line(name: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    check_case(CASES[name], tmp_path, lambda: request.getfixturevalue("trained"))
+test_bad_input_gives_one_clear_line = case_test(CASES)
 
 
 def test_every_damaged_checkpoint_byte_gives_a_checkpoint_error(tmp_path: Path) -> None:

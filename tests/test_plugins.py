@@ -10,10 +10,12 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, pip_install_target, run_tc, with_path
+import yaml
+from helpers import DATA, ONE_THREAD, ROOT, TINY, pip_install_target, run_tc, weights, with_path, write
 
 EXAMPLE = ROOT / "examples" / "tc-example-plugin"
 BROKEN = ROOT / "tests" / "fixtures" / "tc-broken-plugin"
+MODEL_PLUGIN = ROOT / "tests" / "fixtures" / "tc-model-plugin"
 
 
 DOCUMENTED = {"mode-not-of-backend"}
@@ -31,6 +33,13 @@ def example_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 def broken_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     target = tmp_path_factory.mktemp("broken-plugin")
     pip_install_target(BROKEN, target)
+    return with_path(target)
+
+
+@pytest.fixture(scope="module")
+def model_plugin_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    target = tmp_path_factory.mktemp("model-plugin")
+    pip_install_target(MODEL_PLUGIN, target)
     return with_path(target)
 
 
@@ -171,3 +180,30 @@ def test_modes_come_from_the_backend(broken_env: dict[str, str], tmp_path: Path)
         assert (f"--mode {mode}: not supported by the cpu backend (supported: train, eval, train_and_eval)"
                 in " ".join(proc.stderr.split()))
         assert not (tmp_path / mode).exists()
+
+
+def test_a_plugin_model_is_what_tc_run_trains(model_plugin_env: dict[str, str], tmp_path: Path) -> None:
+    """``register_models`` is real: ``--set model.name=embedding_tagger`` (a model of a pip-installed plugin)
+    makes the token_cls task build that plugin's module; the shared loop trains it, and ``tc predict``
+    rebuilds it from the model directory."""
+    config = yaml.safe_load(TINY.read_text(encoding="utf-8"))
+    del config["model"]  # BERT's keys (preset, pretrained) are no keys of the plugin model's section
+    config["train_input"]["data_dir"] = str(DATA)
+    run_yaml = write(tmp_path / "run.yaml", yaml.safe_dump(config))
+    model_dir = tmp_path / "m"
+    proc = run_tc("run", "--config", str(run_yaml), "--model-dir", str(model_dir),
+                  "--set", "model.name=embedding_tagger", "--set", "runconfig.max_steps=2",
+                  "--set", "runconfig.selection_split=null", "--set", "eval_input.max_sentences=8", "--json",
+                  *ONE_THREAD, env=model_plugin_env, check=True)
+    assert "f1" in json.loads(proc.stdout.strip().splitlines()[-1])
+    assert sorted(weights(model_dir / "checkpoint_2.pt")) == ["embed.weight", "head.bias", "head.weight"]
+    info = json.loads((model_dir / "tc_task.json").read_text())
+    assert (info["model"], info["model_config"]["hidden_size"], info["model_config"]["num_classes"]) == (
+        "embedding_tagger", 16, 3)
+    docs = write(tmp_path / "docs.txt", "Aspirin reduces fever.\nNaloxone reverses clonidine.\n")
+    tagged = run_tc("predict", "--model-dir", str(model_dir), "-i", str(docs), "-q", *ONE_THREAD,
+                    env=model_plugin_env, check=True)
+    assert len(tagged.stdout.splitlines()) == 2
+    refused = run_tc("run", "--config", str(run_yaml), "--model-dir", str(tmp_path / "n"),
+                     "--set", "model.name=embedding_tagger")
+    assert refused.returncode == 2 and "unknown model 'embedding_tagger' (valid: bert)" in refused.stderr

@@ -13,20 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import ONE_THREAD, ROOT, TC, read_jsonl, run_tc
+from helpers import DOCS, ONE_THREAD, ROOT, TC, read_jsonl, run_tc
 
 import tc
 from tc.core.errors import CheckpointError
 from tc.tasks.token_cls.predict import Predictor, split_words, word_spans
 
 TEST_TSV = ROOT / "data" / "BC5CDR-chem-IOB" / "test.tsv"
-DOCS = [
-    "Naloxone reverses the antihypertensive effect of clonidine.",
-    "",
-    "Lidocaine-induced cardiac asystole (after 5 mg/kg of cocaine) was   observed\tin rats.",
-    "Café patients took aspirin, ibuprofen and 北京 naloxone\u200b twice\x07 daily.",
-    "No chemical here at all",
-]
 SENTENCE = "Naloxone reverses the effect of clonidine and cocaine in rats ."
 
 
@@ -173,6 +166,19 @@ def test_user_errors_name_the_path(model_dir: Path, tmp_path: Path) -> None:
     bad_utf8.write_bytes("fine\ncaf\xe9\n".encode("latin-1"))
     proc = run_tc("predict", "--model-dir", str(model_dir), "-i", str(bad_utf8), *ONE_THREAD)
     assert proc.returncode == 2 and f"{bad_utf8}:2: not valid UTF-8" in proc.stderr
+
+
+def test_load_dispatches_on_the_task_the_model_dir_records(model_copy: Path) -> None:
+    """``tc.load`` asks the task named in tc_task.json for the predictor: token_cls gives a Predictor, a
+    task that is not installed is named in one line."""
+    info = json.loads((model_copy / "tc_task.json").read_text(encoding="utf-8"))
+    assert info["task"] == "token_cls"
+    with tc.load(str(model_copy), batch_size=4) as predictor:
+        assert isinstance(predictor, Predictor) and predictor.batch_size == 4
+    (model_copy / "tc_task.json").write_text(json.dumps({**info, "task": "no_such_task"}), encoding="utf-8")
+    with pytest.raises(CheckpointError, match=r"tc_task.json: task 'no_such_task' is not installed here "
+                                              r"\(installed: token_cls\)"):
+        tc.load(str(model_copy))
 
 
 def test_weights_fall_back_to_newest_readable_checkpoint(model_dir: Path, tmp_path: Path) -> None:

@@ -24,18 +24,11 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import ONE_THREAD, TC, error_line, read_jsonl, run_tc, without_modules
+from helpers import DOCS, ONE_THREAD, TC, error_line, read_jsonl, run_tc, without_modules
 
 from tc.tasks.token_cls.predict import Predictor
 from tc.tasks.token_cls.serve.batcher import MicroBatcher
 
-DOCS = [
-    "Naloxone reverses the antihypertensive effect of clonidine.",
-    "",
-    "Lidocaine-induced cardiac asystole (after 5 mg/kg of cocaine) was   observed\tin rats.",
-    "Café patients took aspirin, ibuprofen and 北京 naloxone\u200b twice\x07 daily.",
-    "No chemical here at all",
-]
 STARTUP_S = 120.0
 
 DOCUMENTED = {"serve-port-busy", "serve-host", "serve-model-missing", "serve-extra"}

@@ -12,7 +12,7 @@ from pydantic import Field
 
 from tc.backends.eager import EagerRunner
 from tc.core.config import Section
-from tc.core.interfaces import Backend, Dataset, OptimSpec, Runner, Task
+from tc.core.interfaces import Backend, Dataset, Model, OptimSpec, Runner, Task
 from tc.plugins import hookimpl
 
 VOCAB = 50
@@ -90,7 +90,7 @@ class ParityTagging(Task):
         return ParityDataset(section.num_sequences, section.max_sequence_length, seed)
 
     def build_model(self) -> torch.nn.Module:
-        return ParityTagger(self.cfg.model.hidden_size)
+        return ParityModel.build(ParityModel.configure(self.cfg.model, 2))
 
     def convert_foreign_state(self, path: Path) -> dict[str, torch.Tensor] | None:
         return None
@@ -102,8 +102,19 @@ class ParityTagging(Task):
         return {"f1": accuracy, "accuracy": accuracy}
 
 
-class ParityModel:
+class ParityModel(Model):
+    """The ``parity_tagger`` model: the ``model`` section's schema and the module the task trains."""
+
+    name = "parity_tagger"
     config_model = ParityModelConfig
+
+    @classmethod
+    def configure(cls, settings: Any, num_classes: int) -> Any:
+        return settings
+
+    @classmethod
+    def build(cls, config: Any, settings: Any = None) -> torch.nn.Module:
+        return ParityTagger(config.hidden_size)
 
 
 @hookimpl
