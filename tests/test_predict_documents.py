@@ -1,6 +1,7 @@
 """``tc predict`` on documents: PubTator, BioC XML, BioC JSON, BRAT and JSONL in, the same format out.
 
-Every check runs the real ``tc predict`` on real files with a tiny model trained once for the module.
+Every check runs the real ``tc predict`` on real files with the session's tiny model (conftest's
+``model_dir``: this module's own copy).
 The reference for predicted mentions is ``tc predict`` on plain JSONL whose texts are the documents'
 sentences: a document's mentions must be exactly those entities, moved by each sentence's offset.
 """
@@ -12,25 +13,16 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, TINY, read_jsonl, run_tc
+from helpers import ONE_THREAD, ROOT, read_jsonl, refused, run_tc
 
 from tc.tasks.token_cls.documents import Document, Mention, read_documents, sentence_spans, write_documents
 
-ONE_THREAD = ("--set", "runconfig.num_threads=1")
 CDR_TEST = ROOT / "data" / "BC5CDR-PubTator" / "test.pubtator"
 SUFFIX = {"pubtator": "pubtator", "bioc_xml": "xml", "bioc_json": "bioc.json", "jsonl": "jsonl"}
 FORMATS = ("pubtator", "bioc_xml", "bioc_json", "brat", "jsonl")
 DOCUMENTED = {"predict-doc-output-suffix", "predict-output-format-unknown", "predict-output-format-plain-input",
               "predict-whole-processes", "predict-whole-stdin", "predict-doc-output-exists",
               "predict-brat-output-is-input", "predict-brat-one-pair"}  # docs/errors.md rows tested here
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("docs_model") / "model"
-    run_tc("run", "--task", "token_cls", "--backend", "cpu", "--config", str(TINY), "--model-dir", str(out),
-           *ONE_THREAD, "-q", check=True)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -58,14 +50,6 @@ def predict(model_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def predicted(model_dir: Path, *args: str) -> None:
     proc = predict(model_dir, *args)
     assert proc.returncode == 0, proc.stderr
-
-
-def refused(proc: subprocess.CompletedProcess[str]) -> str:
-    assert proc.returncode == 2, proc.stderr
-    assert "Traceback" not in proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-    return lines[0].removeprefix("error: ")
 
 
 def reference(model_dir: Path, docs: list[Document], folder: Path, *args: str) -> dict[str, list[tuple[int, int, str]]]:
