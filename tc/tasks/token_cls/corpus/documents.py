@@ -24,11 +24,11 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from tc.core.errors import DataError, TcError
 from tc.core.fs import check_output
-from tc.tasks.token_cls.corpus.readers import Cursor
+from tc.tasks.token_cls.corpus.readers import Cursor, decoded_lines
 from tc.tasks.token_cls.corpus.tagging import Tally
 from tc.tasks.token_cls.documents import Document, detect_format
 from tc.tasks.token_cls.documents.formats import FORMATS as DOC_FORMATS
@@ -124,24 +124,9 @@ class DocUnit:
 
 def _raw_lines(path: str, cursor: Cursor | None) -> Iterator[tuple[int, str, bool]]:
     """``(number, line without its \\n, whether a \\n ended it)``; a leading BOM is kept on line 1."""
-    import contextlib
-    import sys
-
-    name = "<stdin>" if path == "-" else path
-    try:
-        handle: IO[bytes] = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
-    except OSError as exc:
-        raise DataError(f"{name}: cannot read ({exc.strerror or exc})") from None
-    with contextlib.closing(handle) if path != "-" else contextlib.nullcontext(handle):
-        for number, raw in enumerate(handle, start=1):
-            if cursor is not None:
-                cursor.bytes_read += len(raw)
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise DataError(f"{name}:{number}: not valid UTF-8 (byte 0x{raw[exc.start]:02x})") from None
-            newline = text.endswith("\n")
-            yield number, text[:-1] if newline else text, newline
+    for number, text in decoded_lines(path, cursor, keep_bom=True):
+        newline = text.endswith("\n")
+        yield number, text[:-1] if newline else text, newline
 
 
 def pubtator_units(path: str, cursor: Cursor | None = None) -> Iterator[DocUnit]:

@@ -53,10 +53,10 @@ def check_input(path: str) -> None:
         raise DataError(f"{source}: is a directory, expected a file to tag")
 
 
-def read_lines(path: str, cursor: Cursor | None = None) -> Iterator[tuple[int, str]]:
-    """``(line number, text without line ending)``; each line decoded alone so a bad byte names its line."""
+def decoded_lines(path: str, cursor: Cursor | None = None, keep_bom: bool = False) -> Iterator[tuple[int, str]]:
+    """``(line number, text with its line ending)``, each line decoded alone so a bad byte names its
+    line; ``cursor`` counts the bytes read; a BOM on line 1 is dropped unless ``keep_bom``."""
     name = "<stdin>" if path == "-" else path
-    check_input(path)
     try:
         handle: IO[bytes] = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
     except OSError as exc:
@@ -66,10 +66,17 @@ def read_lines(path: str, cursor: Cursor | None = None) -> Iterator[tuple[int, s
             if cursor is not None:
                 cursor.bytes_read += len(raw)
             try:
-                text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+                text = raw.decode("utf-8-sig" if number == 1 and not keep_bom else "utf-8")
             except UnicodeDecodeError as exc:
                 raise DataError(f"{name}:{number}: not valid UTF-8 (byte 0x{raw[exc.start]:02x})") from None
-            yield number, text.rstrip("\r\n")
+            yield number, text
+
+
+def read_lines(path: str, cursor: Cursor | None = None) -> Iterator[tuple[int, str]]:
+    """``(line number, text without line ending)`` of a file tc predict tags line by line."""
+    check_input(path)
+    for number, text in decoded_lines(path, cursor):
+        yield number, text.rstrip("\r\n")
 
 
 @dataclass
