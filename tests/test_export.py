@@ -16,7 +16,8 @@ import torch
 from helpers import ONE_THREAD, ROOT, run_tc
 
 from tc.tasks.token_cls.dataset import TokenClsDataset
-from tc.tasks.token_cls.predict import Predictor, load_trained_model, split_words
+from tc.tasks.token_cls.model_dir import load_trained_model
+from tc.tasks.token_cls.predict import Predictor, split_words
 from tc.tasks.token_cls.readers import read_conll
 
 transformers = pytest.importorskip("transformers")

@@ -18,6 +18,7 @@ import torch
 from helpers import ONE_THREAD, ROOT, error_line, read_jsonl, run_tc, without_modules
 
 from tc.tasks.token_cls.dataset import TokenClsDataset
+from tc.tasks.token_cls.model_dir import load_trained_model
 from tc.tasks.token_cls.onnx_export import (
     FP32_FILE,
     INT8_FILE,
@@ -27,7 +28,7 @@ from tc.tasks.token_cls.onnx_export import (
     cached_onnx,
     load_predictor,
 )
-from tc.tasks.token_cls.predict import Predictor, load_trained_model
+from tc.tasks.token_cls.predict import Predictor
 from tc.tasks.token_cls.readers import load_split
 from tc.tasks.token_cls.wordpiece import WordPieceEncoder
 

@@ -16,23 +16,7 @@ from pathlib import Path
 
 import click
 
-from tc.tasks.token_cls.corpus.progress import ProgressLine, note, throughput  # noqa: F401  (re-exported)
-from tc.tasks.token_cls.corpus.readers import (  # noqa: F401  (re-exported: imported from here by others)
-    CONLL_SUFFIXES,
-    DOCSTART,
-    FORMATS,
-    JSONL_SUFFIXES,
-    Block,
-    Document,
-    check_input,
-    conll_line,
-    input_format,
-    read_conll_blocks,
-    read_documents,
-    read_lines,
-)
-
-INPUT_DOCUMENT_FORMATS = ("pubtator", "bioc_xml", "bioc_json", "brat")  # corpus.documents.DOCUMENT_INPUTS
+from tc.tasks.token_cls.corpus.readers import DOCUMENT_INPUTS, FORMATS
 
 # ---------------------------------------------------------------------------------------------
 # Commands
@@ -44,7 +28,7 @@ INPUT_DOCUMENT_FORMATS = ("pubtator", "bioc_xml", "bioc_json", "brat")  # corpus
               help="A trained tc model directory.")
 @click.option("--input", "-i", "input_path", default="-", show_default=True,
               help="File to tag; - reads stdin.")
-@click.option("--format", "fmt", type=click.Choice((*FORMATS, *INPUT_DOCUMENT_FORMATS)),
+@click.option("--format", "fmt", type=click.Choice((*FORMATS, *DOCUMENT_INPUTS)),
               help="Input format (default: from the suffix: .jsonl -> jsonl, .tsv/.conll -> conll, .pubtator, "
                    ".xml / .bioc.json (BioC), a folder or .txt with .ann beside (BRAT), else text). text: one "
                    "document per line; jsonl: objects with a \"text\" field; conll: one token per line, blank "

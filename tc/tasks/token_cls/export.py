@@ -25,7 +25,7 @@ from typing import Any
 import tc
 from tc.core.errors import TcError
 from tc.core.fs import atomic_write_bytes, atomic_write_text, check_output, current_umask, fsync_dir
-from tc.tasks.token_cls.predict import TrainedModel, load_trained_model
+from tc.tasks.token_cls.model_dir import TrainedModel, load_trained_model
 
 FORMATS = ("hf", "onnx")
 """onnx: the Hugging Face files plus model.onnx and model.int8.onnx (``onnx_export.write_onnx``)."""

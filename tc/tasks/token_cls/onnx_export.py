@@ -36,7 +36,8 @@ from tc.core.fs import atomic_write_bytes, atomic_write_text
 if TYPE_CHECKING:
     import torch
 
-    from tc.tasks.token_cls.predict import Predictor, TrainedModel
+    from tc.tasks.token_cls.model_dir import TrainedModel
+    from tc.tasks.token_cls.predict import Predictor
 
 PRECISIONS = ("fp32", "onnx", "int8")
 """fp32: tc's torch runner; onnx: onnxruntime fp32; int8: onnxruntime with dynamic int8 MatMuls."""
@@ -225,7 +226,8 @@ def load_predictor(model_dir: str | Path, precision: str = "fp32", backend: str 
 
 def _load_predictor(model_dir: str | Path, precision: str, backend: str, checkpoint: str | Path | None,
                     batch_size: int, overrides: Sequence[str]) -> Predictor:
-    from tc.tasks.token_cls.predict import Predictor, load_trained_model, open_backend
+    from tc.tasks.token_cls.model_dir import load_trained_model
+    from tc.tasks.token_cls.predict import Predictor, open_backend
     from tc.tasks.token_cls.wordpiece import WordPieceEncoder
 
     if precision not in PRECISIONS:

@@ -21,16 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tc.core.errors import CheckpointError, TcError
-from tc.tasks.token_cls.model_dir import (  # noqa: F401  (re-exported: imported from here by others)
-    BEST,
-    LABELS_FILE,
-    TASK_FILE,
-    VOCAB_FILE,
-    TrainedModel,
-    load_trained_model,
-    read_task_info,
-    weight_candidates,
-)
+from tc.tasks.token_cls.model_dir import TrainedModel, load_trained_model
 
 if TYPE_CHECKING:
     from tc.core.interfaces import Backend, Runner

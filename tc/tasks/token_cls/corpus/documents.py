@@ -34,7 +34,6 @@ from tc.tasks.token_cls.documents import Document, detect_format
 from tc.tasks.token_cls.documents.formats import FORMATS as DOC_FORMATS
 from tc.tasks.token_cls.documents.textio import BOM, join_lines
 
-DOCUMENT_INPUTS = ("pubtator", "bioc_xml", "bioc_json", "brat")
 STREAMED = ("pubtator", "jsonl")
 CONVERTING_SUFFIXES = (".pubtator", ".pubtator.txt", ".bioc.xml", ".xml", ".bioc.json", ".ann")
 """Output suffixes that turn a JSONL input into documents (``.json``/``.txt`` keep meaning plain JSONL)."""

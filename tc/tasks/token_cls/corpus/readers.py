@@ -18,6 +18,8 @@ from typing import IO, Any
 from tc.core.errors import DataError
 
 FORMATS = ("jsonl", "conll", "text")
+DOCUMENT_INPUTS = ("pubtator", "bioc_xml", "bioc_json", "brat")
+"""Document formats ``tc predict`` also reads (tc.tasks.token_cls.documents), beside the line formats above."""
 CONLL_SUFFIXES = (".tsv", ".conll", ".iob", ".iob2", ".bio", ".tags")
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 DOCSTART = "-DOCSTART-"

@@ -62,7 +62,7 @@ def serve(model_dir: Path, host: str, port: int, precision: str, backend_name: s
     _require_extras()
     import uvicorn
 
-    from tc.tasks.token_cls.commands import note
+    from tc.tasks.token_cls.corpus.progress import note
     from tc.tasks.token_cls.onnx_export import load_predictor
     from tc.tasks.token_cls.serve.app import Limits, create_app
     from tc.tasks.token_cls.serve.batcher import MicroBatcher
