@@ -21,8 +21,8 @@ DOCS = ["Naloxone reverses the antihypertensive effect of clonidine.",
         "Lidocaine-induced cardiac asystole (after 5 mg/kg of cocaine) was observed in rats."]
 
 
-DOCUMENTED = {"calibration-bad"}
-"""docs/errors.md rows tested here (a broken calibration.json)."""
+DOCUMENTED = {"calibration-bad", "calibration-held-out"}
+"""docs/errors.md rows tested here (a broken calibration.json, a held-out split that is the fitted one)."""
 
 
 def predict(model_dir: Path, tmp_path: Path, name: str) -> list[dict]:
@@ -39,10 +39,13 @@ def test_calibrate_lowers_entity_ece_and_moves_only_scores(model_dir: Path, tmp_
     shutil.copytree(model_dir, copy)
     before = predict(copy, tmp_path, "before")
     proc = run_tc("calibrate", "--model-dir", str(copy), *ONE_THREAD, check=True)
-    assert "entity-score ECE" in proc.stdout
+    assert "entity-score ECE" in proc.stdout and "held-out test: entity-score ECE" in proc.stdout
     stored = json.loads((copy / CALIBRATION_FILE).read_text())
     assert stored["split"] == "devel" and stored["predicted_entities"] > 0
     assert stored["entity_ece_after"] < stored["entity_ece_before"]
+    held = stored["held_out"]  # measured on test, which the temperature never saw
+    assert held["split"] == "test" and held["predicted_entities"] > 0
+    assert 0 <= held["entity_ece_after"] <= 1 and held["entity_ece_before"] != held["entity_ece_after"]
     assert json.loads((copy / "eval_results.json").read_text())["entity_calibration"] == stored
     after = predict(copy, tmp_path, "after")
     spans = [[(e["start"], e["end"], e["type"]) for e in r["entities"]] for r in before]
@@ -54,6 +57,13 @@ def test_calibrate_lowers_entity_ece_and_moves_only_scores(model_dir: Path, tmp_
     proc = run_tc("predict", "--model-dir", str(copy), "-q", "-i", str(tmp_path / "docs.txt"), *ONE_THREAD)
     assert proc.returncode == 2
     assert f"error: {copy / CALIBRATION_FILE}: unreadable (" in proc.stderr and "rerun tc calibrate" in proc.stderr
+
+
+def test_held_out_split_must_differ_from_the_fitted_one(model_dir: Path) -> None:
+    proc = run_tc("calibrate", "--model-dir", str(model_dir), "--held-out", "devel", *ONE_THREAD)
+    assert proc.returncode == 2 and not (model_dir / CALIBRATION_FILE).exists()
+    assert proc.stderr.strip() == ("error: --held-out devel: the split the temperature is fitted on (--split); "
+                                   "pick another")
 
 
 def test_fit_temperature_recovers_a_known_temperature() -> None:

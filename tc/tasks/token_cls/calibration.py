@@ -191,15 +191,24 @@ class Calibration:
     entities: int
     words: int
     split: str
+    held_out: dict[str, Any] | None = None
+    """ECE before/after on a split the temperature was NOT fitted on (``measure``), when one was given."""
 
     def as_dict(self) -> dict[str, Any]:
-        return {"temperature": round(self.temperature, 6), "entity_ece_before": round(self.ece_before, 6),
-                "entity_ece_after": round(self.ece_after, 6), "predicted_entities": self.entities,
-                "words": self.words, "split": self.split, "bins": BINS}
+        out = {"temperature": round(self.temperature, 6), "entity_ece_before": round(self.ece_before, 6),
+               "entity_ece_after": round(self.ece_after, 6), "predicted_entities": self.entities,
+               "words": self.words, "split": self.split, "bins": BINS}
+        if self.held_out is not None:
+            out["held_out"] = self.held_out
+        return out
 
 
 def calibrate(predictor: Predictor, sentences: Sequence[Sentence], split: str = "devel") -> Calibration:
-    """Fit the temperature on ``sentences`` (labelled) and measure entity ECE before and after."""
+    """Fit the temperature on ``sentences`` (labelled) and measure entity ECE before and after. A CRF head is
+    refused: its labels are a Viterbi path, which a temperature on the emissions would change."""
+    if getattr(predictor.trained.config, "head", "softmax") != "softmax":
+        raise CheckpointError(f"{predictor.trained.model_dir}: tc calibrate scales softmax scores; this model has "
+                              "model.head crf, whose Viterbi labels a temperature would change")
     labelled = [s for s in sentences if s.words and s.labels is not None]
     if not labelled:
         raise CheckpointError(f"split {split!r}: no labelled sentences to calibrate on")
@@ -214,6 +223,20 @@ def calibrate(predictor: Predictor, sentences: Sequence[Sentence], split: str = 
     after = entity_confidences(logits, counts, gold, labels, temperature)
     return Calibration(temperature, expected_calibration_error(*before), expected_calibration_error(*after),
                        len(before[0]), len(gold_ids), split)
+
+
+def measure(predictor: Predictor, sentences: Sequence[Sentence], temperature: float, split: str) -> dict[str, Any]:
+    """Entity ECE before and after ``temperature`` on labelled ``sentences`` of a held-out ``split``: the
+    honest figure, since the fitted split's own ECE after fitting is optimistic."""
+    labelled = [s for s in sentences if s.words and s.labels is not None]
+    if not labelled:
+        raise CheckpointError(f"split {split!r}: no labelled sentences to measure calibration on")
+    logits, counts = word_logits(predictor, labelled)
+    gold = [s.labels or () for s in labelled]
+    before = entity_confidences(logits, counts, gold, predictor.labels, 1.0)
+    after = entity_confidences(logits, counts, gold, predictor.labels, temperature)
+    return {"split": split, "entity_ece_before": round(expected_calibration_error(*before), 6),
+            "entity_ece_after": round(expected_calibration_error(*after), 6), "predicted_entities": len(before[0])}
 
 
 def save(model_dir: Path, result: Calibration) -> None:
