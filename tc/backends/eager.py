@@ -9,6 +9,7 @@ import torch
 
 from tc.core.errors import ConfigError
 from tc.core.interfaces import Batch, OptimSpec, Runner, StepResult, model_inputs
+from tc.core.layer_decay import check_group_layout, lr_scales
 
 
 def build_optimizer(spec: OptimSpec, model: torch.nn.Module, fused: bool = False) -> torch.optim.Optimizer:
@@ -26,8 +27,16 @@ def build_optimizer(spec: OptimSpec, model: torch.nn.Module, fused: bool = False
 
 def build_scheduler(spec: OptimSpec, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
     """``OptimSpec.lr_factor`` as a torch LambdaLR: the one LR schedule of every torch-optimizer backend
-    (eager and deepspeed), and the layout the cerebras backend converts its schedule position to."""
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: spec.lr_factor(step))
+    (eager and deepspeed), and the layout the cerebras backend converts its schedule position to.
+
+    One lambda per group, times the group's ``lr_scale`` (layer-wise lr decay; 1.0 without it). The scale
+    lives in the lambda, not in the group's initial lr, so ``base_lrs`` stays the peak lr of every group: the
+    same schedule state any backend writes."""
+
+    def scaled(scale: float) -> Any:
+        return lambda step: scale * spec.lr_factor(step)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, [scaled(s) for s in lr_scales(optimizer.param_groups)])
 
 
 class EagerRunner(Runner):
@@ -109,8 +118,10 @@ class EagerRunner(Runner):
         if "model" in parts and "model" in state:
             self.model.load_state_dict(state["model"])
         if "optimizer" in parts and self.optimizer is not None and "optimizer" in state:
+            check_group_layout(state["optimizer"], "optimizer", self.optimizer.param_groups)
             self.optimizer.load_state_dict(state["optimizer"])
         if "lr_scheduler" in parts and self.scheduler is not None and "lr_scheduler" in state:
+            check_group_layout(state["lr_scheduler"], "lr_scheduler", self.optimizer.param_groups)
             self.scheduler.load_state_dict(state["lr_scheduler"])
         if self.scaler is not None and "grad_scaler" in state and "optimizer" in parts:
             self.scaler.load_state_dict(state["grad_scaler"])

@@ -74,6 +74,9 @@ class OptimizerConfig(Section):
     warmup_ratio: float = Field(0.1, ge=0, le=1)
     lr_schedule: Literal["linear", "constant"] = "linear"
     max_gradient_norm: float | None = Field(1.0, gt=0)
+    layer_decay: float = Field(1.0, gt=0, le=1)
+    """Layer-wise lr decay d (ELECTRA/BEiT): the head trains at the lr, encoder layer i of L at lr * d**(L - i),
+    the embeddings at lr * d**(L + 1); 1.0 is off (one lr for every parameter)."""
 
     def __init__(self, **data: Any) -> None:
         if isinstance(data.get("optimizer_type"), str):

@@ -5,15 +5,19 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tc.core.fs import atomic_write_text
-from tc.core.interfaces import Backend, Dataset, Runner, Task
+from tc.core.interfaces import Backend, Batch, Dataset, Runner, Task
 from tc.core.sampling import BatchPlan
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -24,20 +28,43 @@ class RowPredictions:
     scores: dict[int, np.ndarray] = field(default_factory=dict)
 
 
+Decode = Callable[["torch.Tensor", Batch, bool], tuple["torch.Tensor", "torch.Tensor | None"]]
+"""``decode(logits, batch, scores) -> (ids, probabilities or None)``: host logits (B, T, C) of ``batch`` to
+class ids (B, T), and with ``scores`` the probability reported for each."""
+
+
+def argmax_decode(logits: torch.Tensor, batch: Batch, scores: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The default decoding: each position's argmax class; with ``scores`` read off the softmax, with the
+    probability of the class chosen."""
+    if scores:
+        best, ids = logits.float().softmax(-1).max(-1)
+        return ids, best
+    return logits.argmax(-1), None
+
+
+def decoder(runner: Runner) -> Decode:
+    """How ``run_rows`` turns logits into ids: the runner's model's ``decode`` (same signature as
+    ``argmax_decode``) when it has one, else ``argmax_decode``.
+
+    The one decoding hook, so a model whose head decodes whole sequences (a CRF's Viterbi) is read the same
+    way on every backend: ``decode`` runs on the host, after ``eval_step`` brought the logits there, and may
+    read the (small) head parameters it needs from the module. A runner without a torch module (an
+    onnxruntime session) offers the same through a ``model`` object that has only ``decode``."""
+    return getattr(getattr(runner, "model", None), "decode", None) or argmax_decode
+
+
 def run_rows(runner: Runner, backend: Backend, dataset: Dataset, batch_size: int, pad_to: int | None,
              scores: bool = False) -> RowPredictions:
     """The model over every row of ``dataset`` on any backend, gathered from all ranks (duplicates
-    dropped): evaluation and inference run a model over data this one way. ``scores`` adds each
-    predicted class's probability (inference reports it); ids are then read off the same softmax."""
+    dropped): evaluation and inference run a model over data this one way, and decode it one way
+    (``decoder``). ``scores`` adds each predicted class's probability (inference reports it)."""
     plan = BatchPlan(dataset, batch_size, train=False, pad_to=pad_to, world_size=backend.ranks.world_size)
     mine = RowPredictions()
+    decode = decoder(runner)
     for micro_batches in backend.batches(plan):
         for batch in micro_batches:
             logits = runner.eval_step(batch)  # (B, T, C) on the host
-            if scores:
-                best, ids = logits.float().softmax(-1).max(-1)
-            else:
-                best, ids = None, logits.argmax(-1)
+            ids, best = decode(logits, batch, scores)
             for row, index in enumerate(batch["index"].tolist()):
                 length = int(dataset.lengths[index])
                 mine.ids[index] = ids[row, :length].numpy()
@@ -53,7 +80,7 @@ def run_rows(runner: Runner, backend: Backend, dataset: Dataset, batch_size: int
 def predict_rows(
     runner: Runner, backend: Backend, dataset: Dataset, batch_size: int, pad_to: int | None
 ) -> dict[int, np.ndarray]:
-    """Argmax class ids for every row of ``dataset``, gathered from all ranks (duplicates dropped)."""
+    """Decoded class ids (``decoder``) for every row of ``dataset``, gathered from all ranks (duplicates dropped)."""
     return run_rows(runner, backend, dataset, batch_size, pad_to).ids
 
 

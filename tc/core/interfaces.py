@@ -204,9 +204,16 @@ class OptimSpec:
     schedule: str
     max_gradient_norm: float | None
     no_decay: tuple[str, ...] = ("bias", "LayerNorm.weight", "norm.weight", "ln.weight")
+    layer_decay: float = 1.0
+    """Layer-wise lr decay (``tc.core.layer_decay``); 1.0: off, the two groups below."""
 
     def param_groups(self, model: torch.nn.Module) -> list[dict[str, Any]]:
-        """Weight decay on matrices only, as BERT fine-tuning recipes do."""
+        """Weight decay on matrices only, as BERT fine-tuning recipes do; with ``layer_decay`` < 1 one such
+        pair per depth of the model, each with its ``lr_scale``."""
+        if self.layer_decay != 1.0:
+            from tc.core.layer_decay import layer_groups
+
+            return layer_groups(model, self.layer_decay, self.weight_decay, self.no_decay)
         decay, no_decay = [], []
         for name, p in model.named_parameters():
             if not p.requires_grad:

@@ -72,7 +72,7 @@ def optim_spec(cfg: Any, total_steps: int) -> OptimSpec:
     return OptimSpec(
         optimizer_type=o.optimizer_type, learning_rate=o.learning_rate, weight_decay=o.weight_decay,
         betas=tuple(o.betas), eps=o.eps, momentum=o.momentum, warmup_steps=warmup, total_steps=total_steps,
-        schedule=o.lr_schedule, max_gradient_norm=o.max_gradient_norm,
+        schedule=o.lr_schedule, max_gradient_norm=o.max_gradient_norm, layer_decay=o.layer_decay,
     )
 
 

@@ -17,6 +17,7 @@ from tc.backends.cerebras.optim import build_optimizer, build_scheduler
 from tc.backends.cerebras.state import native_to_tc, number, optimizer_from_torch, schedule_shape, schedule_state
 from tc.core.errors import ConfigError
 from tc.core.interfaces import Batch, OptimSpec, Runner, StepResult, model_inputs
+from tc.core.layer_decay import lr_scales
 
 if TYPE_CHECKING:
     import torch
@@ -128,7 +129,8 @@ class CerebrasRunner(Runner):
         if self.optimizer is not None and self.spec is not None:
             state["optimizer"] = self.optimizer.state_dict()
             state["optimizer_type"] = self.spec.optimizer_type
-            state["lr_scheduler"] = schedule_state(self.spec, self.steps, len(self.optimizer.param_groups))
+            groups = self.optimizer.param_groups
+            state["lr_scheduler"] = schedule_state(self.spec, self.steps, len(groups), lr_scales(groups))
             state["cerebras_lr_scheduler"] = self.scheduler.state_dict()
         if self.scaler is not None:
             state["cerebras_grad_scaler"] = self.scaler.state_dict()

@@ -6,6 +6,7 @@ resumes a cerebras run and the other way round."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from tc.core.errors import CheckpointError
@@ -101,12 +102,14 @@ def bias_powers(s: dict[str, Any], betas: tuple[float, float], steps: float) -> 
             "beta2_power": torch.tensor(b2 ** (steps + 1), dtype=torch.float32)}
 
 
-def schedule_state(spec: OptimSpec, steps: int, groups: int) -> dict[str, Any]:
+def schedule_state(spec: OptimSpec, steps: int, groups: int, scales: Sequence[float] | None = None) -> dict[str, Any]:
     """The schedule's position in the layout of ``torch.optim.lr_scheduler.LambdaLR`` (what the eager
-    backends keep), so any backend resumes the same schedule."""
+    backends keep), so any backend resumes the same schedule. ``scales``: each group's ``lr_scale`` (layer-wise
+    lr decay; None: 1.0 each), which the eager schedule keeps in its lambdas, not in ``base_lrs``."""
     lr = spec.learning_rate * spec.lr_factor(steps)
+    scales = [1.0] * groups if scales is None else list(scales)
     return {"base_lrs": [spec.learning_rate] * groups, "last_epoch": steps, "_step_count": steps + 1,
-            "_last_lr": [lr] * groups, "lr_lambdas": [None] * groups, "verbose": False,
+            "_last_lr": [lr * s for s in scales], "lr_lambdas": [None] * groups, "verbose": False,
             "_get_lr_called_within_step": False}
 
 

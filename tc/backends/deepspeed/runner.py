@@ -12,6 +12,7 @@ from tc.backends.deepspeed.checkpoint_io import DS_DIR_KEY
 from tc.backends.deepspeed.env import fp32, import_deepspeed, quiet
 from tc.core.errors import CheckpointError, first_line
 from tc.core.interfaces import Batch, Runner, StepResult, model_inputs
+from tc.core.layer_decay import check_group_layout
 
 if TYPE_CHECKING:
     import torch
@@ -125,6 +126,7 @@ class DeepSpeedRunner(Runner):
     def _load_plain_optimizer(self, state: dict[str, Any]) -> None:
         """A torch optimizer state (cpu/cuda backends) fits only when DeepSpeed did not wrap the optimizer."""
         if self.engine.optimizer is self.optimizer and self.optimizer is not None:
+            check_group_layout(state, "optimizer", self.optimizer.param_groups)
             self.optimizer.load_state_dict(state)
             return
         if self.engine.global_rank == 0:
@@ -134,6 +136,7 @@ class DeepSpeedRunner(Runner):
     def _load_scheduler(self, state: dict[str, Any]) -> None:
         if self.scheduler is None or self.optimizer is None:
             return
+        check_group_layout(state, "lr_scheduler", self.optimizer.param_groups)
         self.scheduler.load_state_dict(state)
         for group, lr in zip(self.optimizer.param_groups, self.scheduler.get_last_lr(), strict=False):
             group["lr"] = lr  # LambdaLR.load_state_dict alone leaves the optimizer at the initial lr

@@ -105,8 +105,13 @@ class Start:
     def restore(self, runner: Runner) -> None:
         """Apply the optimizer, schedule and RNG parts to a prepared runner (weights were applied before
         the backend prepared the model)."""
+        from tc.core.layer_decay import GroupLayoutError
+
         if self.state:
-            runner.load_state_dict(self.state, self.parts & {"optimizer", "lr_scheduler"})
+            try:
+                runner.load_state_dict(self.state, self.parts & {"optimizer", "lr_scheduler"})
+            except GroupLayoutError as exc:
+                raise CheckpointError(f"{self.path}: {exc}") from None
         if "rng" in self.parts and self.state.get("rng"):
             restore_rng(self.state["rng"])
 

@@ -175,6 +175,16 @@ class LinearChainCRF(nn.Module):
         """A CRF constrained by ``allowed_transitions(labels)`` (class ``i`` is ``labels[i]``)."""
         return cls(len(labels), allowed_transitions(labels))
 
+    @torch.no_grad()
+    def constrain(self, labels: Sequence[str]) -> None:
+        """Set the masks to ``allowed_transitions(labels)`` in place (a model built from its architecture alone,
+        which knows the number of tags but not their names, gets its constraints here from the label map)."""
+        if len(labels) != self.num_tags:
+            raise ValueError(f"{len(labels)} labels for a CRF of {self.num_tags} tags")
+        for mask, allowed in zip((self.start_mask, self.transition_mask, self.end_mask), allowed_transitions(labels),
+                                 strict=True):
+            mask.copy_(allowed)
+
     def extra_repr(self) -> str:
         return f"num_tags={self.num_tags}, forbidden={int((~self.transition_mask).sum())} transitions"
 

@@ -13,9 +13,16 @@ Two label schemes:
   continuations labelled ``X``, [CLS]/[SEP] labelled as themselves, padding ``[PAD]``; every real
   position carries loss (the model masks padding by ``attention_mask``).
 
+``label_all_subwords`` (typed only, training): every piece of a word carries the word's label, a ``B-X``
+word's later pieces ``I-X`` (``B-X`` itself when the label map has no ``I-X``), as Hugging Face's
+``label_all_tokens`` does; predictions are still read on first pieces. ``word_ids=True`` adds the batch
+key ``word_ids`` (B, T) int32, each piece's word index within its row, -1 elsewhere (``pooling.py``).
+
 Context tokens (``context_tokens``) are labelled -100 in both schemes. Several corpora: a
 ``class_mask`` (sentences, classes) bool gives each row the classes its corpus annotates, collated as
-the batch key ``class_mask`` (B, C) that the model's loss reads.
+the batch key ``class_mask`` (B, C) that the model's loss reads. ``word_mask=True`` adds the batch key
+``word_mask`` (B, T) bool, True on the first piece of each of the row's own words (not context): where a
+CRF head chains and decodes words, with or without gold labels.
 """
 
 from __future__ import annotations
@@ -50,8 +57,11 @@ class TokenClsDataset(Dataset):
 
     def __init__(self, sentences: Sequence[Sentence], encoder: WordPieceEncoder, label_map: LabelMap,
                  max_len: int, scheme: str = "typed", context_tokens: int = 0,
-                 class_mask: np.ndarray | None = None) -> None:
+                 class_mask: np.ndarray | None = None, word_mask: bool = False,
+                 label_all_subwords: bool = False, word_ids: bool = False) -> None:
         check_scheme(scheme)
+        if label_all_subwords and scheme != "typed":
+            raise ValueError("label_all_subwords needs the typed scheme (the seed's continuations are X)")
         if context_tokens < 0:
             raise ValueError(f"context_tokens={context_tokens} must be >= 0")
         if max_len < 3:
@@ -66,6 +76,9 @@ class TokenClsDataset(Dataset):
         self.pad_id = encoder.pad_id
         self.pad_label = 0 if scheme == "seed" else IGNORE_INDEX
         self.context_tokens = context_tokens
+        self.label_all_subwords = label_all_subwords
+        self.with_word_ids = word_ids
+        self.word_mask = word_mask
         self.class_mask = None if class_mask is None else np.asarray(class_mask, dtype=bool)
         if self.class_mask is not None and self.class_mask.shape != (len(self.sentences), len(label_map)):
             raise ValueError(f"class_mask is {self.class_mask.shape}, expected {(len(self.sentences), len(label_map))}")
@@ -109,6 +122,7 @@ class TokenClsDataset(Dataset):
         budget = self.max_len - 2
         self._plan_rows(counts, budget)
         kept = np.minimum(counts, budget)
+        self.word_pieces = kept  # pieces of each word in its row (a word longer than a row is cut to fit)
         self.num_truncated_words = int((counts > budget).sum())
         self.num_words = int(sizes.sum())
         self.num_subwords = int(counts.sum())
@@ -143,10 +157,17 @@ class TokenClsDataset(Dataset):
         self.flat_labels = self._labels(total, word_label_ids)
         self.flat_labels[context] = IGNORE_INDEX  # context is fed, never scored
         self.row_first_positions = self.word_position - self.row_offsets[word_row]
+        self.flat_word_ids = self._word_ids(total, word_row, row_first) if self.with_word_ids else None
+        self.flat_words: np.ndarray | None = None
+        if self.word_mask:
+            self.flat_words = np.zeros(total, dtype=bool)
+            self.flat_words[self.word_position] = True
         if not self.labeled:
             self.loss_tokens = np.zeros(len(self.lengths), dtype=np.int64)
         elif self.scheme == "seed":
             self.loss_tokens = own + 2
+        elif self.label_all_subwords:
+            self.loss_tokens = own
         else:
             self.loss_tokens = self.row_num_words.astype(np.int64)
 
@@ -189,9 +210,26 @@ class TokenClsDataset(Dataset):
         self.row_first_word = np.asarray(rows_first, dtype=np.int64)
         self.row_num_words = np.asarray(rows_count, dtype=np.int64)
 
+    def _word_ids(self, total: int, word_row: np.ndarray, row_first: np.ndarray) -> np.ndarray:
+        """Per flat position: the index within its row of the word it is a piece of, -1 for [CLS], [SEP], context."""
+        local = np.arange(len(self.word_position)) - row_first[word_row]
+        out = np.full(total, -1, dtype=np.int32)
+        out[ranges(self.word_position, self.word_pieces)] = np.repeat(local, self.word_pieces)
+        return out
+
+    def _continuation_ids(self) -> np.ndarray:
+        """Per class id, the label of a word's later pieces under ``label_all_subwords``: I-X for B-X (B-X
+        when the label map has no I-X), the class itself otherwise."""
+        table = self.label_map.label2id
+        return np.asarray([table.get(f"I-{x[2:]}", i) if x.startswith("B-") else i
+                           for i, x in enumerate(self.label_map.labels)], dtype=np.int32)
+
     def _labels(self, total: int, word_label_ids: np.ndarray | None) -> np.ndarray:
         if self.scheme == "typed":
             labels = np.full(total, IGNORE_INDEX, dtype=np.int32)
+            if word_label_ids is not None and self.label_all_subwords:
+                pieces = ranges(self.word_position, self.word_pieces)
+                labels[pieces] = np.repeat(self._continuation_ids()[word_label_ids], self.word_pieces)
             if word_label_ids is not None:
                 labels[self.word_position] = word_label_ids
             return labels
@@ -246,6 +284,10 @@ class TokenClsDataset(Dataset):
         }
         if self.class_mask is not None:  # several corpora: (B, C) classes each row's corpus annotates
             batch["class_mask"] = torch.from_numpy(self.class_mask[self.row_sentence[rows]])
+        if self.flat_words is not None:  # (B, T) first pieces of the row's own words
+            batch["word_mask"] = torch.from_numpy(mask & self.flat_words[source])
+        if self.flat_word_ids is not None:  # subword pooling: each piece's word within its row, -1 elsewhere
+            batch["word_ids"] = torch.from_numpy(np.where(mask, self.flat_word_ids[source], -1).astype(np.int32))
         return batch
 
     # -- predictions -------------------------------------------------------------------------
@@ -293,6 +335,9 @@ class TokenClsDataset(Dataset):
         self._require_labels()
         flat = self._flat_predictions(predictions)
         keep = self.flat_labels != IGNORE_INDEX
+        if self.label_all_subwords:  # scored on first pieces, as without it
+            keep = np.zeros_like(keep)
+            keep[self.word_position] = True
         return self.flat_labels[keep].astype(np.int64), flat[keep]
 
     def _require_labels(self) -> None:

@@ -10,6 +10,10 @@ Every export carries a marker file (``tc_export.json``), and ``--overwrite`` rep
 has it and holds nothing but what an export writes: never a model directory, a parent of the source, or a
 folder with anything else in it. The folder is built beside the target, gets the user's umask (not
 ``mkdtemp``'s 0700) and is swapped in by renames, so an export appears complete or not at all.
+
+A CRF head (``model.head: crf``) has no place in ``BertForTokenClassification``: ``model.safetensors`` holds
+the encoder and the emission layer (still loadable, and the transformers pipeline decodes them by argmax),
+and the CRF's tensors go to ``crf.safetensors`` beside it (``crf_head.read_crf_file`` reads them back).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Any
 import tc
 from tc.core.errors import TcError
 from tc.core.fs import atomic_write_bytes, atomic_write_text, check_output, current_umask, fsync_dir
+from tc.tasks.token_cls.crf_head import CRF_FILE
 from tc.tasks.token_cls.model_dir import TrainedModel, load_trained_model
 
 FORMATS = ("hf", "onnx")
@@ -32,7 +37,7 @@ FORMATS = ("hf", "onnx")
 MARKER = "tc_export.json"
 """Written into every export: ``--overwrite`` replaces a folder only when it holds this file."""
 EXPORT_FILES = frozenset({"config.json", "model.safetensors", "vocab.txt", "special_tokens_map.json",
-                          "tokenizer_config.json", "README.md", MARKER})
+                          "tokenizer_config.json", "README.md", CRF_FILE, MARKER})
 """Everything an export writes; a folder holding anything else is never replaced."""
 PIPELINE_SETTING = 'aggregation_strategy="first"'
 """The transformers pipeline setting that gives the word-level entities ``tc predict`` gives."""
@@ -52,6 +57,9 @@ def export(model_dir: str | Path, out: str | Path, fmt: str = "hf", checkpoint: 
     check_output(out, inputs={"--model-dir": model_dir, "--checkpoint": checkpoint}, kind="dir", flag="OUT")
     _check_target(out, overwrite)
     trained = load_trained_model(model_dir, checkpoint)
+    from tc.tasks.token_cls.pooling import refuse_graph_export
+
+    refuse_graph_export(trained.config, f"--format {fmt}")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -105,11 +113,15 @@ def write_hf(trained: TrainedModel, out: Path) -> None:
     """config.json, model.safetensors and the tokenizer files of a Hugging Face BertForTokenClassification."""
     from safetensors.torch import save
 
+    from tc.tasks.token_cls.crf_head import crf_file_bytes, split_state
     from tc.tasks.token_cls.hf_bert import bert_config_to_hf, to_hf_state_dict
 
     model = trained.build_model()  # refuses weights that do not fit the saved config
-    state = {k: v.detach().contiguous() for k, v in to_hf_state_dict(model.state_dict()).items()}
+    encoder_state, crf_state = split_state(model.state_dict())
+    state = {k: v.detach().contiguous() for k, v in to_hf_state_dict(encoder_state).items()}
     atomic_write_bytes(out / "model.safetensors", save(state, metadata={"format": "pt"}))
+    if crf_state:
+        atomic_write_bytes(out / CRF_FILE, crf_file_bytes(crf_state))
     config = bert_config_to_hf(trained.config, trained.label_map.id2label)
     _write_json(out / "config.json", config | {"torch_dtype": "float32"})
     atomic_write_bytes(out / "vocab.txt", trained.vocab_file.read_bytes())
@@ -117,8 +129,11 @@ def write_hf(trained: TrainedModel, out: Path) -> None:
     _write_json(out / "special_tokens_map.json", special)
     _write_json(out / "tokenizer_config.json", tokenizer_config(trained, special))
     atomic_write_text(out / "README.md", model_card(trained))
-    _write_json(out / MARKER, {"exported_by": f"tc {tc.__version__}", "source": str(trained.weights_path),
-                               "format": "hf", "pipeline": {"aggregation_strategy": "first"}})
+    marker = {"exported_by": f"tc {tc.__version__}", "source": str(trained.weights_path),
+              "format": "hf", "pipeline": {"aggregation_strategy": "first"}}
+    if crf_state:
+        marker["head"] = {"type": "crf", "file": CRF_FILE, "used_by_transformers": False}
+    _write_json(out / MARKER, marker)
 
 
 def _special_tokens(vocab_file: Path) -> dict[str, str]:
@@ -159,7 +174,17 @@ def model_card(trained: TrainedModel) -> str:
         "model's config without running remote code, so it has to be passed. Texts longer than "
         f"{trained.max_sequence_length - 2} subwords: tc cuts them into windows of whole words, the pipeline "
         "truncates unless you also pass `stride`.\n"
+        + (CRF_CARD if getattr(trained.config, "head", "softmax") == "crf" else "")
     )
+
+
+CRF_CARD = (
+    f"\n## CRF head\n\nThis model was trained with a linear-chain CRF over words (`model.head: crf`). "
+    "`model.safetensors` holds the encoder and the emission layer; transformers loads them and its pipeline "
+    "decodes each word by argmax, which is **not** what tc predicts and can emit `I-X` after `O`. The CRF's "
+    f"start/transition/end scores and constraint masks are in `{CRF_FILE}` (keys `crf.*`); tc decodes the "
+    "logits of the words' first subwords with Viterbi under them (`tc.tasks.token_cls.crf_head.read_crf_file`).\n"
+)
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

@@ -11,6 +11,11 @@ Layout of the state dict (tc's own names)::
     embeddings.{word,position,token_type}.weight, embeddings.norm.{weight,bias}
     encoder.layers.{i}.attn.qkv  .attn.proj  .attn_norm  .ffn.up  .ffn.down  .ffn_norm
     classifier.{weight,bias}
+    crf.{start,transitions,end,start_mask,transition_mask,end_mask}   (head crf only)
+
+The head (``head``): ``softmax`` labels each token by its own argmax; ``crf`` reads the classifier's logits as
+the emissions of a linear-chain CRF over words, trained by its likelihood and decoded by Viterbi
+(``crf_head.py``).
 
 Shapes in comments: B batch, T sequence, H hidden, N heads, D head size (H / N), F filter, C classes.
 """
@@ -26,7 +31,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tc.core.errors import ConfigError
+from tc.tasks.token_cls.crf import LinearChainCRF
+from tc.tasks.token_cls.crf_head import HEADS, WORD_MASK, crf_loss, decode_batch
 from tc.tasks.token_cls.labels import IGNORE_INDEX  # -100: positions that carry no loss
+from tc.tasks.token_cls.pooling import WORD_IDS, check_pooling, pool_subwords
 
 CLASS_MASK_VALUE = -1.0e9
 """Logit given to the classes a row's corpus does not annotate, in the training loss: exp of it is 0."""
@@ -66,8 +74,15 @@ class BertConfig:
     include_padding_in_loss: bool = False
     initializer_range: float = 0.02
     pad_token_id: int = 0
+    subword_pooling: str = "first"
+    """``first``, ``mean`` or ``last``: what feeds each word's prediction (``pooling.py``)."""
+    head: str = "softmax"
+    """``softmax`` or ``crf`` (``model.head``)."""
 
     def __post_init__(self) -> None:
+        if self.head not in HEADS:
+            raise ConfigError(f"model.head: {self.head!r} is not one of {', '.join(HEADS)}")
+        check_pooling(self.subword_pooling)
         if self.encoder_nonlinearity not in ACTIVATIONS:
             raise ConfigError(
                 f"model.encoder_nonlinearity: {self.encoder_nonlinearity!r} "
@@ -81,6 +96,16 @@ class BertConfig:
     @property
     def embedding_dropout(self) -> float:
         return self.dropout_rate if self.embedding_dropout_rate is None else self.embedding_dropout_rate
+
+    @property
+    def uses_word_ids(self) -> bool:
+        """Whether batches must carry the ``word_ids`` key (subword pooling other than ``first``)."""
+        return self.subword_pooling != "first"
+
+    @property
+    def uses_word_mask(self) -> bool:
+        """Whether batches must carry the ``word_mask`` key (the CRF chains and decodes words)."""
+        return self.head == "crf"
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -251,6 +276,8 @@ class BertForTokenClassification(nn.Module):
         self.encoder = Encoder(config)
         self.dropout = Dropout(config.encoder_output_dropout_rate)
         self.classifier = nn.Linear(config.hidden_size, config.num_classes)
+        # unconstrained until crf_head.prepare_head (training) or a checkpoint (inference) sets its masks
+        self.crf = LinearChainCRF(config.num_classes) if config.head == "crf" else None
         self.apply(self._init_weights)
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -268,15 +295,43 @@ class BertForTokenClassification(nn.Module):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
 
+    @property
+    def num_layers(self) -> int:
+        """Encoder layers L, for layer-wise lr decay (``tc.core.layer_decay``)."""
+        return len(self.encoder.layers)
+
+    def layer_id(self, name: str) -> int:
+        """Depth of parameter ``name`` for layer-wise lr decay: 0 embeddings, i + 1 encoder layer i, L + 1 the
+        head (classifier, CRF, anything else)."""
+        if name.startswith("embeddings."):
+            return 0
+        if name.startswith("encoder.layers."):
+            return int(name.split(".")[2]) + 1
+        return self.num_layers + 1
+
     def forward(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor | None]:
         """Logits (B, T, C) and the mean token loss (None without ``labels``); other keys are ignored."""
         attention_mask = batch.get("attention_mask")
         h = self.embeddings(batch["input_ids"], batch.get("token_type_ids"))  # (B, T, H)
         h = self.encoder(h, attention_bias(attention_mask))  # (B, T, H)
+        h = pool_subwords(h, batch.get(WORD_IDS), self.config.subword_pooling)  # (B, T, H)
         logits = self.classifier(self.dropout(h))  # (B, T, C)
         labels = batch.get("labels")
+        if labels is not None and self.crf is not None:
+            loss = crf_loss(self.crf, logits, labels, batch.get(WORD_MASK), batch.get("class_mask"))
+            return logits, loss * self.config.loss_weight
         loss = None if labels is None else self.token_loss(logits, labels, attention_mask, batch.get("class_mask"))
         return logits, loss
+
+    def decode(self, logits: Tensor, batch: Mapping[str, Tensor], scores: bool = False) -> tuple[Tensor, Tensor | None]:
+        """Class ids (B, T) from host logits, and with ``scores`` their probabilities: the hook through which
+        ``tc.core.evaluation.run_rows`` reads every evaluation and prediction. softmax: the core's argmax;
+        crf: Viterbi over the batch's words (``crf_head.decode_batch``)."""
+        if self.crf is None:
+            from tc.core.evaluation import argmax_decode
+
+            return argmax_decode(logits, batch, scores)
+        return decode_batch(self.crf, logits, batch, scores)
 
     def token_loss(self, logits: Tensor, labels: Tensor, attention_mask: Tensor | None,
                    class_mask: Tensor | None = None) -> Tensor:

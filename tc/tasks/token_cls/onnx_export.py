@@ -14,6 +14,10 @@ tensor values and would be baked into a trace). Batch and sequence axes are dyna
 int8 is onnxruntime's dynamic quantization of the MatMul weights (per-channel int8; activations
 quantized per batch at run time); embeddings, LayerNorm and softmax stay fp32, which keeps the F1 drop
 small (``bench/int8_quality.py`` measures it on devel).
+
+A CRF head (``model.head: crf``) is not in the graph: it emits the emissions (the classifier's logits), and
+the CRF's tensors go to ``crf.safetensors`` beside it in an export (``crf_head``). ``--precision onnx|int8``
+decodes the session's emissions with Viterbi under the CRF of the same weights file, as the torch path does.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from tc.core.fs import atomic_write_bytes, atomic_write_text
 if TYPE_CHECKING:
     import torch
 
+    from tc.tasks.token_cls.crf import LinearChainCRF
     from tc.tasks.token_cls.model_dir import TrainedModel
     from tc.tasks.token_cls.predict import Predictor
 
@@ -175,10 +180,17 @@ def _slug(path: Path) -> str:
 
 
 class OnnxRunner:
-    """The part of a backend Runner that Predictor uses (``eval_step``), on an onnxruntime session."""
+    """The part of a backend Runner that Predictor uses (``eval_step``), on an onnxruntime session.
 
-    def __init__(self, path: Path, threads: int | None = None) -> None:
+    ``crf``: the model's CRF head, if it has one; ``model`` then offers its Viterbi ``decode`` (what
+    ``tc.core.evaluation.decoder`` looks up), else it is None and ids are the argmax, as before."""
+
+    def __init__(self, path: Path, threads: int | None = None, crf: LinearChainCRF | None = None) -> None:
         import onnxruntime as ort
+
+        from tc.tasks.token_cls.crf_head import CrfDecoder
+
+        self.model = None if crf is None else CrfDecoder(crf)
 
         options = ort.SessionOptions()
         if threads:
@@ -226,7 +238,9 @@ def load_predictor(model_dir: str | Path, precision: str = "fp32", backend: str 
 
 def _load_predictor(model_dir: str | Path, precision: str, backend: str, checkpoint: str | Path | None,
                     batch_size: int, overrides: Sequence[str]) -> Predictor:
+    from tc.tasks.token_cls.crf_head import crf_from_state
     from tc.tasks.token_cls.model_dir import load_trained_model
+    from tc.tasks.token_cls.pooling import refuse_graph_export
     from tc.tasks.token_cls.predict import Predictor, open_backend
     from tc.tasks.token_cls.wordpiece import WordPieceEncoder
 
@@ -246,8 +260,10 @@ def _load_predictor(model_dir: str | Path, precision: str, backend: str, checkpo
     hardware = open_backend("cpu", Path(model_dir), overrides)  # threads, and the batches it feeds
     try:
         trained = load_trained_model(model_dir, checkpoint)
+        refuse_graph_export(trained.config, f"--precision {precision}")
         encoder = WordPieceEncoder(trained.vocab_file, do_lower_case=trained.do_lower_case)
-        runner = OnnxRunner(cached_onnx(trained, precision), threads=torch.get_num_threads())
+        runner = OnnxRunner(cached_onnx(trained, precision), threads=torch.get_num_threads(),
+                            crf=crf_from_state(trained.state, str(trained.weights_path)))
     except BaseException:
         hardware.teardown()
         raise

@@ -267,10 +267,13 @@ class Predictor:
         from tc.tasks.token_cls.dataset import TokenClsDataset
 
         return TokenClsDataset(sentences, self.encoder, self.trained.label_map, self.trained.max_sequence_length,
-                               scheme=self.trained.label_scheme)
+                               scheme=self.trained.label_scheme,
+                               word_mask=bool(getattr(self.trained.config, "uses_word_mask", False)),
+                               word_ids=bool(getattr(self.trained.config, "uses_word_ids", False)))
 
     def _run(self, dataset: TokenClsDataset) -> tuple[list[list[str]], list[np.ndarray]]:
-        """Run every window through the runner; per word: label name and its softmax probability."""
+        """Run every window through the runner; per word: label name and its softmax probability (with a
+        CRF head: the Viterbi label, and the softmax probability of its emission; ``crf_head``)."""
         from tc.core.evaluation import run_rows
 
         rows = run_rows(self.runner, self.backend, dataset, self.batch_size, self.pad_to, scores=True)

@@ -61,6 +61,10 @@ class TokenClsInput(Section):
     unless set."""
     corpora: list[CorpusInput] | None = None
     """Several corpora, one model (train_input only): the label map is the union of their types."""
+    label_all_subwords: bool = False
+    """train_input only: train every piece of a word on the word's label (a B- word's later pieces on the I- of
+    its type, Hugging Face's convention), not only its first piece; evaluation still reads one label per word,
+    on its first piece. Needs label_scheme typed."""
 
     identity_keys: ClassVar[tuple[str, ...]] = ("vocab_file", "label_vocab_file", "label_scheme", "do_lower")
     """What a trained model directory decides: its vocabulary, casing and labels."""
@@ -91,10 +95,18 @@ class BertSettings(Section):
     loss_weight: float | None = Field(None, gt=0)
     include_padding_in_loss: bool | None = None
     initializer_range: float | None = Field(None, gt=0)
+    subword_pooling: Literal["first", "mean", "last"] = "first"
+    """What feeds a word's prediction: its first piece's hidden state (BERT's recipe), the mean of its pieces'
+    or its last piece's (``pooling.py``). The trained model decides it."""
+    head: Literal["softmax", "crf"] = "softmax"
+    """Token head: ``softmax`` (each token its own argmax) or ``crf`` (a linear-chain CRF over words whose
+    transitions the label scheme forbids, such as ``O`` -> ``I-X``, are never decoded; Viterbi everywhere,
+    ``tc predict`` and ONNX/int8 included). See ``crf_head.py``."""
 
     identity_keys: ClassVar[tuple[str, ...]] = (
         "name", "preset", "pretrained", "vocab_size", "hidden_size", "num_hidden_layers", "num_heads", "filter_size",
-        "encoder_nonlinearity", "max_position_embeddings", "type_vocab_size", "num_classes")
+        "encoder_nonlinearity", "max_position_embeddings", "type_vocab_size", "num_classes", "head",
+        "subword_pooling")
     """The architecture: what a trained model directory decides (dropout and loss knobs may change)."""
     path_keys: ClassVar[tuple[str, ...]] = ("pretrained",)
     name_keys: ClassVar[tuple[str, ...]] = ("name", "preset", "encoder_nonlinearity")

@@ -198,9 +198,26 @@ class TokenClassification(Task):
             data.sentences, self.encoder, self.label_map, max_len, scheme=self.cfg.train_input.label_scheme,
             context_tokens=self._context_tokens(split),
             class_mask=self._class_mask(data) if split == "train" else None,
+            word_mask=bool(getattr(self.model_config, "uses_word_mask", False)),
+            label_all_subwords=self._label_all_subwords(split),
+            word_ids=bool(getattr(self.model_config, "uses_word_ids", False)),
         )
         self._splits[id(dataset)] = data
         return dataset
+
+    def _label_all_subwords(self, split: str) -> bool:
+        """``train_input.label_all_subwords`` for the train split; refused where it cannot mean anything."""
+        if self.cfg.eval_input.label_all_subwords:
+            raise ConfigError("eval_input.label_all_subwords: evaluation reads one label per word, on its first "
+                              "piece; set train_input.label_all_subwords")
+        ti = self.cfg.train_input
+        if ti.label_all_subwords and ti.label_scheme != "typed":
+            raise ConfigError("train_input.label_all_subwords: needs train_input.label_scheme typed (the seed "
+                              "scheme labels a word's later pieces X)")
+        if ti.label_all_subwords and getattr(self.model_config, "head", None) == "crf":
+            raise ConfigError("train_input.label_all_subwords: the CRF head (model.head=crf) chains words, one "
+                              "label each; use the softmax head to label every piece")
+        return split == "train" and ti.label_all_subwords
 
     @functools.cached_property
     def _splits(self) -> dict[int, SplitData]:
@@ -230,8 +247,12 @@ class TokenClassification(Task):
         return config
 
     def build_model(self) -> Any:
-        """A fresh module of the model ``model.name`` names (``bert``: the encoder from ``model.pretrained``)."""
-        return self.model_entry.build(self.model_config, self.cfg.model)
+        """A fresh module of the model ``model.name`` names (``bert``: the encoder from ``model.pretrained``);
+        a CRF head gets the transitions this label map allows (``crf_head.prepare_head``)."""
+        from tc.tasks.token_cls.crf_head import prepare_head
+
+        module = self.model_entry.build(self.model_config, self.cfg.model)
+        return prepare_head(module, self.label_map.labels, self.cfg.train_input)
 
     def convert_foreign_state(self, path: Path) -> dict[str, Any] | None:
         from tc.tasks.token_cls.hf_bert import load_hf_checkpoint
