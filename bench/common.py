@@ -286,3 +286,29 @@ def machine_info() -> dict[str, Any]:
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
+
+
+def run_pipeline_peer(model_dir: Path, texts: list[str], threads: int | None,
+                      batch_size: int) -> tuple[list[list[dict[str, Any]]], float]:
+    """The inference peer: transformers' token-classification pipeline (torch, ``aggregation_strategy=
+    "first"``: word-level, first subword, as tc predicts) on ``model_dir`` exported with ``tc export --format
+    hf``, over ``texts`` after an untimed pass over 64 of them. Returns its raw entities and the seconds."""
+    import tempfile
+
+    import torch
+    from transformers import AutoModelForTokenClassification, AutoTokenizer, pipeline
+
+    from tc.tasks.token_cls.export import export
+
+    if threads:
+        torch.set_num_threads(threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = export(model_dir, Path(tmp) / "hf")
+        model = AutoModelForTokenClassification.from_pretrained(out).eval()
+        tokenizer = AutoTokenizer.from_pretrained(out)
+        tagger = pipeline("token-classification", model=model, tokenizer=tokenizer, aggregation_strategy="first",
+                          device=-1)
+        tagger(texts[:64], batch_size=batch_size)
+        begin = time.perf_counter()
+        found = tagger(texts, batch_size=batch_size)
+        return found, time.perf_counter() - begin

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,23 +44,9 @@ def tc_side(model_dir: Path, precision: str, texts: list[str], threads: int | No
 
 def peer_side(model_dir: Path, texts: list[str], threads: int | None,
               batch_size: int) -> tuple[list[list[dict[str, Any]]], float]:
-    import torch
-    from transformers import AutoModelForTokenClassification, AutoTokenizer, pipeline
+    from common import run_pipeline_peer
 
-    from tc.tasks.token_cls.export import export
-
-    if threads:
-        torch.set_num_threads(threads)
-    with tempfile.TemporaryDirectory() as tmp:
-        out = export(model_dir, Path(tmp) / "hf")
-        model = AutoModelForTokenClassification.from_pretrained(out).eval()
-        tokenizer = AutoTokenizer.from_pretrained(out)
-        tagger = pipeline("token-classification", model=model, tokenizer=tokenizer, aggregation_strategy="first",
-                          device=-1)
-        tagger(texts[:64], batch_size=batch_size)
-        begin = time.perf_counter()
-        raw = tagger(texts, batch_size=batch_size)
-        seconds = time.perf_counter() - begin
+    raw, seconds = run_pipeline_peer(model_dir, texts, threads, batch_size)
     found = [[{"start": e["start"], "end": e["end"], "type": e["entity_group"], "score": float(e["score"])}
               for e in entities] for entities in raw]
     return found, seconds

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -64,23 +63,9 @@ def peer_labels(words: list[str], entities: list[dict[str, Any]]) -> list[str]:
 
 def peer_row(model_dir: Path, words: list[list[str]], gold: list[list[str]], texts: list[str], threads: int | None,
              batch_size: int) -> dict[str, Any]:
-    import torch
-    from transformers import AutoModelForTokenClassification, AutoTokenizer, pipeline
+    from common import run_pipeline_peer
 
-    from tc.tasks.token_cls.export import export
-
-    if threads:
-        torch.set_num_threads(threads)
-    with tempfile.TemporaryDirectory() as tmp:
-        out = export(model_dir, Path(tmp) / "hf")
-        model = AutoModelForTokenClassification.from_pretrained(out).eval()
-        tokenizer = AutoTokenizer.from_pretrained(out)
-        tagger = pipeline("token-classification", model=model, tokenizer=tokenizer, aggregation_strategy="first",
-                          device=-1)
-        tagger(texts[:64], batch_size=batch_size)
-        begin = time.perf_counter()
-        found = tagger(texts, batch_size=batch_size)
-        seconds = time.perf_counter() - begin
+    found, seconds = run_pipeline_peer(model_dir, texts, threads, batch_size)
     from tc.tasks.token_cls.metrics import entity_scores
 
     scores = entity_scores(gold, [peer_labels(w, f) for w, f in zip(words, found, strict=True)])
