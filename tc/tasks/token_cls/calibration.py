@@ -209,34 +209,43 @@ def calibrate(predictor: Predictor, sentences: Sequence[Sentence], split: str = 
     if getattr(predictor.trained.config, "head", "softmax") != "softmax":
         raise CheckpointError(f"{predictor.trained.model_dir}: tc calibrate scales softmax scores; this model has "
                               "model.head crf, whose Viterbi labels a temperature would change")
-    labelled = [s for s in sentences if s.words and s.labels is not None]
-    if not labelled:
-        raise CheckpointError(f"split {split!r}: no labelled sentences to calibrate on")
+    labelled = _labelled(sentences, split, "calibrate on")
     logits, counts = word_logits(predictor, labelled)
     table = predictor.trained.label_map.label2id
     gold_ids = np.asarray([table.get(label, table.get("O", 0)) for s in labelled for label in s.labels or ()])
     gold = [s.labels or () for s in labelled]
-    labels = predictor.labels
-    objective = entity_log_loss(logits, counts, gold, labels)  # calibrate what is reported: entity scores
+    objective = entity_log_loss(logits, counts, gold, predictor.labels)  # calibrate what is reported: entity scores
     temperature = fit_temperature(objective if objective(1.0) > 0 else word_nll(logits, gold_ids))
+    before, after, entities = _ece_pair(logits, counts, gold, predictor.labels, temperature)
+    return Calibration(temperature, before, after, entities, len(gold_ids), split)
+
+
+def _labelled(sentences: Sequence[Sentence], split: str, purpose: str) -> list[Sentence]:
+    """The sentences of ``split`` with words and gold labels; none is a one-line error."""
+    labelled = [s for s in sentences if s.words and s.labels is not None]
+    if not labelled:
+        raise CheckpointError(f"split {split!r}: no labelled sentences to {purpose}")
+    return labelled
+
+
+def _ece_pair(logits: np.ndarray, counts: Sequence[int], gold: Sequence[Sequence[str]], labels: Sequence[str],
+              temperature: float) -> tuple[float, float, int]:
+    """Entity ECE at temperature 1 and at ``temperature``, and how many entities were predicted (the same
+    either way: argmax does not depend on the temperature)."""
     before = entity_confidences(logits, counts, gold, labels, 1.0)
     after = entity_confidences(logits, counts, gold, labels, temperature)
-    return Calibration(temperature, expected_calibration_error(*before), expected_calibration_error(*after),
-                       len(before[0]), len(gold_ids), split)
+    return expected_calibration_error(*before), expected_calibration_error(*after), len(before[0])
 
 
 def measure(predictor: Predictor, sentences: Sequence[Sentence], temperature: float, split: str) -> dict[str, Any]:
     """Entity ECE before and after ``temperature`` on labelled ``sentences`` of a held-out ``split``: the
     honest figure, since the fitted split's own ECE after fitting is optimistic."""
-    labelled = [s for s in sentences if s.words and s.labels is not None]
-    if not labelled:
-        raise CheckpointError(f"split {split!r}: no labelled sentences to measure calibration on")
+    labelled = _labelled(sentences, split, "measure calibration on")
     logits, counts = word_logits(predictor, labelled)
-    gold = [s.labels or () for s in labelled]
-    before = entity_confidences(logits, counts, gold, predictor.labels, 1.0)
-    after = entity_confidences(logits, counts, gold, predictor.labels, temperature)
-    return {"split": split, "entity_ece_before": round(expected_calibration_error(*before), 6),
-            "entity_ece_after": round(expected_calibration_error(*after), 6), "predicted_entities": len(before[0])}
+    before, after, entities = _ece_pair(logits, counts, [s.labels or () for s in labelled], predictor.labels,
+                                        temperature)
+    return {"split": split, "entity_ece_before": round(before, 6), "entity_ece_after": round(after, 6),
+            "predicted_entities": entities}
 
 
 def save(model_dir: Path, result: Calibration) -> None:
