@@ -22,10 +22,10 @@ demo: $(BIN)/.installed
 test: $(BIN)/.installed
 	cb="$$(bash .ci/cerebras_env.sh | tail -n 1)" && test -x "$$cb" && \
 	TC_CEREBRAS_PYTHON="$$cb" $(BIN)/python -m pytest -q -ra --durations=15
-	$(BIN)/ruff check tc tests examples bench
+	$(BIN)/ruff check tc tests examples bench data
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check tc tests examples bench
+	$(BIN)/ruff check tc tests examples bench data
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/bench_cpu.py

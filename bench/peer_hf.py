@@ -27,13 +27,14 @@ IGNORE = -100
 
 
 def read_tsv(path: Path) -> list[tuple[list[str], list[str]]]:
-    """(words, labels) per sentence of a BLURB-style ``token<TAB>label`` file, blank line between."""
+    """(words, labels) per sentence of a BLURB-style ``token<TAB>label`` file, blank line between
+    (``-DOCSTART-`` lines, which the shipped BC5CDR-chem files have between abstracts, are skipped)."""
     sentences: list[tuple[list[str], list[str]]] = []
     words: list[str] = []
     labels: list[str] = []
     for line in path.read_text(encoding="utf-8").splitlines():
         parts = line.rstrip("\r").split("\t")
-        if not line.strip():
+        if not line.strip() or parts[0].strip() == "-DOCSTART-":  # CoNLL's document separator
             if words:
                 sentences.append((words, labels))
                 words, labels = [], []

