@@ -121,6 +121,21 @@ def test_conll_on_two_processes_and_stdout_agree(model_dir: Path, tmp_path: Path
     assert len(one.read_text(encoding="utf-8").splitlines()) == 3000
 
 
+def test_conll_documents_are_counted_at_docstart_lines() -> None:
+    """``tc predict`` on CoNLL gives each sentence the document its -DOCSTART- lines make (as ``tc run``
+    reads the file), so a context model sees the same neighbours; without the lines, one document."""
+    from tc.tasks.token_cls.corpus.readers import read_conll_blocks
+    from tc.tasks.token_cls.corpus.tagging import _documents
+
+    blocks = list(read_conll_blocks(str(TEST_TSV)))
+    keys = _documents(blocks[:400])
+    assert keys[0] == 1 and keys == sorted(keys) and len(set(keys)) > 3
+    from tc.tasks.token_cls.readers import read_conll
+
+    assert keys == [s.doc_index for s in read_conll(TEST_TSV)[: len(keys)]]
+    assert set(_documents([b for b in blocks[:400] if b.is_sentence or not b.lines[0].startswith("-DOC")])) == {0}
+
+
 def test_stdout_and_a_file_get_the_same_bytes(model_dir: Path, corpus: Path, reference: Path) -> None:
     piped = run_tc("predict", "--model-dir", str(model_dir), "-i", str(corpus), *CHUNK, *ONE_THREAD, "-q")
     assert piped.returncode == 0, piped.stderr

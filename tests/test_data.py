@@ -55,8 +55,9 @@ def test_reads_shipped_blurb_tsv_with_positions() -> None:
     first = train[0]
     assert first.words[:3] == ("Selegiline", "-", "induced")
     assert first.labels is not None and first.labels[:3] == ("B-Chemical", "O", "O")
-    assert first.where(2) == f"{BC5CDR / 'train.tsv'}:3"
-    assert train[1].line == len(first.words) + 2  # one blank line between sentences
+    assert first.where(2) == f"{BC5CDR / 'train.tsv'}:5"  # after the abstract's -DOCSTART- line and a blank
+    assert train[1].line == first.line + len(first.words) + 1  # one blank line between sentences
+    assert first.doc_index == train[1].doc_index == 1 and train[-1].doc_index == 500
     assert len(load_split(NCBI, "devel")) == 923
     assert sum(len(s.words) for s in load_split(NCBI, "test")) == 25437 - 940
 
@@ -374,7 +375,7 @@ def test_whole_corpus_predictions_round_trip(encoder: WordPieceEncoder) -> None:
 def _small_copy(folder: Path, source: Path, n: int, devel_name: str = "devel.tsv") -> Path:
     folder.mkdir()
     for split, name in (("train", "train.tsv"), ("devel", devel_name), ("test", "test.tsv")):
-        blocks = (source / f"{split}.tsv").read_text().split("\n\n")[:n]
+        blocks = [b for b in (source / f"{split}.tsv").read_text().split("\n\n") if not b.startswith("-DOCSTART-")][:n]
         (folder / name).write_text("\n\n".join(blocks) + "\n")
     return folder
 

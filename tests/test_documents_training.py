@@ -14,6 +14,8 @@ import torch
 from helpers import DATA, ROOT, TINY, Case, case_test, error_line, run_tc, tiny_job, tiny_run
 
 from tc.tasks.token_cls.documents import read_documents, write_documents
+from tc.tasks.token_cls.documents.align import sentence_spans
+from tc.tasks.token_cls.predict import Predictor, split_words
 
 CDR = ROOT / "data" / "BC5CDR-PubTator"
 SHORT = ["--set", "runconfig.max_steps=3", "--set", "runconfig.eval_frequency=3", "--set", "runconfig.log_steps=1"]
@@ -186,11 +188,31 @@ def test_iob_context_stops_at_docstart_lines_of_the_shipped_bc5cdr_chem(tmp_path
 def test_context_tokens_train_and_evaluate_end_to_end(tmp_path: Path) -> None:
     data = document_dir(tmp_path / "docs")
     model = tmp_path / "model"
-    rc, _, err = tc_run(model, "--set", f"train_input.data_dir={data}", "--set", "train_input.context_tokens=8")
+    rc, _, err = tc_run(model, "--set", f"train_input.data_dir={data}", "--set", "train_input.context_tokens=8",
+                        "--set", "runconfig.max_steps=80", "--set", "runconfig.eval_frequency=80")  # some mentions
     assert rc == 0, err
     assert "up to 8 context tokens a side" in err
     assert json.loads((model / "tc_task.json").read_text())["context_tokens"] == 8
     assert "mention_f1" in json.loads((model / "eval_results.json").read_text())
+    # prediction feeds the same context as evaluation: tc predict writes what tc run wrote for test
+    out = tmp_path / "predicted.pubtator"
+    proc = run_tc("predict", "--model-dir", str(model), "-i", str(data / "test.pubtator"), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    evaluated = read_documents(model / "test.pubtator")
+    predicted = read_documents(out)
+    spans = [[(m.start, m.end, m.type) for m in d.mentions] for d in evaluated]
+    assert [[(m.start, m.end, m.type) for m in d.mentions] for d in predicted] == spans
+    assert sum(map(len, spans)) > 0
+    # and the context is really fed: sentences tagged as one document score otherwise than alone
+
+    texts = [doc.text[a:b] for doc in predicted[:2] for a, b in sentence_spans(doc)]
+    keys = [i for i, doc in enumerate(predicted[:2]) for _ in sentence_spans(doc)]
+    with Predictor.from_model_dir(model, overrides=["runconfig.num_threads=1"]) as predictor:
+        words = [[w for w, _, _ in split_words(t)] for t in texts]
+        alone = predictor.tag(words)
+        together = predictor.tag(words, keys)
+        assert predictor.predict(texts[:1], [7]) == predictor.predict(texts[:1])  # one sentence: no neighbours
+    assert not all(np.allclose(a.scores, b.scores) for a, b in zip(alone, together, strict=True))
 
 
 # ---------------------------------------------------------------------------------------------

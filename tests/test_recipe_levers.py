@@ -393,3 +393,13 @@ CASES: dict[str, Case] = {
 DOCUMENTED = {*CASES, "export-pooled-model", "precision-onnx-pooled-model"}
 
 test_bad_input_gives_one_clear_line = case_test(CASES)
+
+
+def test_shipped_crf_config_dry_runs_on_both_corpora() -> None:
+    """configs/minilm_crf.yaml (the CRF recipe BENCHMARKS measures) resolves, on BC5CDR-chem and, with
+    the data_dir override its comment gives, on NCBI-disease."""
+    config = str(ROOT / "configs" / "minilm_crf.yaml")
+    for extra, label in (((), "B-Chemical"), (("--set", "train_input.data_dir=data/NCBI-disease-IOB"), "B-Disease")):
+        proc = run_tc("run", "--backend", "cpu", "--config", config, "--dry-run", *extra)
+        assert proc.returncode == 0, proc.stderr
+        assert "head: crf" in proc.stdout and label in proc.stdout

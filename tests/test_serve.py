@@ -326,6 +326,30 @@ def test_batcher_merges_queued_requests(predictor: Predictor) -> None:
     assert batcher.stats.batches == 1 and batcher.stats.texts == 2 * len(DOCS)
 
 
+def test_batcher_keeps_each_requests_documents_apart(predictor: Predictor) -> None:
+    """Sentences of documents (``documents`` keys) merge into one call whose keys never join two requests;
+    a request without keys gets a document per text; each answer is what it gets alone."""
+    calls: list[list[int] | None] = []
+
+    def recording(texts: Sequence[str], documents: Sequence[int] | None = None) -> list[list[dict[str, Any]]]:
+        calls.append(None if documents is None else list(documents))
+        return predictor.predict(texts, documents)
+
+    requests = [(DOCS[:3], [0, 0, 1]), (DOCS[3:5], [0, 0]), (DOCS[:2], None)]
+
+    async def scenario() -> list[Any]:
+        batcher = MicroBatcher(recording, window_ms=50, max_batch=64)
+        await batcher.start()
+        try:
+            return await asyncio.gather(*(batcher.submit(list(t), d) for t, d in requests))
+        finally:
+            await batcher.stop()
+
+    results = asyncio.run(scenario())
+    assert calls == [[0, 0, 1, 2, 2, 3, 4]]
+    assert results == [predictor.predict(t, d) for t, d in requests]
+
+
 def test_batcher_respects_max_batch_and_isolates_failures(predictor: Predictor) -> None:
     """A batch that raises is retried request by request: only the bad request fails."""
     poison = "POISON"

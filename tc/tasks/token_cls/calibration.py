@@ -13,6 +13,7 @@ temperature, so labels, spans and F1 are exactly those of the uncalibrated model
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -78,9 +79,8 @@ def apply_calibration(predictor: Predictor) -> float | None:
 def word_logits(predictor: Predictor, sentences: Sequence[Sentence]) -> tuple[np.ndarray, list[int]]:
     """(W, C) logits of every word's first subword, and the word count of each sentence."""
     from tc.core.sampling import BatchPlan
-    from tc.tasks.token_cls.sentence import Sentence
 
-    rows = [Sentence(tuple(s.words), None, "<calibration>") for s in sentences if s.words]
+    rows = [dataclasses.replace(s, labels=None) for s in sentences if s.words]  # document kept: context
     dataset = predictor._dataset(rows)
     plan = BatchPlan(dataset, predictor.batch_size, train=False, pad_to=predictor.pad_to)
     per_row: dict[int, np.ndarray] = {}

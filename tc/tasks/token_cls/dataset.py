@@ -43,7 +43,14 @@ from tc.tasks.token_cls.wordpiece import WordPieceEncoder
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["TokenClsDataset"]
+__all__ = ["TokenClsDataset", "model_inputs"]
+
+
+def model_inputs(model_config: object) -> dict[str, bool]:
+    """The optional batch keys a model config reads (``uses_word_mask``: CRF; ``uses_word_ids``: pooling),
+    as ``TokenClsDataset`` keyword arguments: training, evaluation and prediction build rows alike."""
+    return {"word_mask": bool(getattr(model_config, "uses_word_mask", False)),
+            "word_ids": bool(getattr(model_config, "uses_word_ids", False))}
 
 
 class TokenClsDataset(Dataset):

@@ -70,7 +70,7 @@ def tag_long_document(predictor: Predictor, text: str, progress: Progress | None
         keep = windows if hi == len(text) else windows[:-1]
         if keep:
             groups = [[w for w, _, _ in words[first : first + n]] for first, n in keep]
-            tagged = predictor.tag(groups)
+            tagged = predictor.tag(groups, [0] * len(groups))  # windows of one text: context flows between them
             windows_done += len(groups)
             done = keep[-1][0] + keep[-1][1]
             starts.append(np.fromiter((s for _, s, _ in words[:done]), dtype=np.int64, count=done))

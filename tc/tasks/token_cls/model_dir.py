@@ -52,6 +52,8 @@ class TrainedModel:
     """The line saying which weights are used instead of unreadable preferred ones (None: the preferred)."""
     model_name: str = "bert"
     """The registered model that builds the network (``tc_task.json``'s ``model``)."""
+    context_tokens: int = 0
+    """Document context the model was trained with (``tc_task.json``): prediction feeds the same."""
 
     def __repr__(self) -> str:
         return (f"TrainedModel({str(self.model_dir)!r}, weights={self.weights_path.name!r}, "
@@ -134,7 +136,7 @@ def load_trained_model(model_dir: str | Path, checkpoint: str | Path | None = No
         model_dir=model_dir, weights_path=path, state=state["model"], config=config, label_map=label_map,
         vocab_file=vocab, do_lower_case=bool(info["do_lower_case"]),
         max_sequence_length=int(info["max_sequence_length"]), label_scheme=info.get("label_scheme", "typed"),
-        note=note, model_name=model_name,
+        note=note, model_name=model_name, context_tokens=int(info.get("context_tokens") or 0),
     )
     if note and not quiet:
         print(note, file=sys.stderr, flush=True)

@@ -211,40 +211,56 @@ class Predictor:
         return self.trained.max_sequence_length if self.backend.static_shapes else None
 
     # -- public API --------------------------------------------------------------------------
-    def predict(self, texts: Sequence[str]) -> list[list[dict[str, Any]]]:
+    def predict(self, texts: Sequence[str], documents: Sequence[int] | None = None) -> list[list[dict[str, Any]]]:
         """Entities of each text: ``{"start", "end", "type", "text", "score"}`` with ``text ==
-        texts[i][start:end]``; documents of any length (long ones are windowed)."""
+        texts[i][start:end]``; documents of any length (long ones are windowed). ``documents``: see
+        ``tag`` (texts that are sentences of one document share context, as in training)."""
         from tc.tasks.token_cls.longdoc import LONG_DOCUMENT_CHARS, tag_long_document
 
         _require_sequence(texts, "predict", "texts")
         long = {i for i, text in enumerate(texts) if isinstance(text, str) and len(text) > LONG_DOCUMENT_CHARS}
         short = [text for i, text in enumerate(texts) if i not in long]
         words = [split_words(text) for text in short]
-        tagged = self.tag([[w for w, _, _ in doc] for doc in words])
+        docs = None if documents is None else [d for i, d in enumerate(_checked_documents(documents, len(texts)))
+                                               if i not in long]
+        tagged = self.tag([[w for w, _, _ in doc] for doc in words], docs)
         found = iter([entities(text, doc, t.labels, t.scores) for text, doc, t in zip(short, words, tagged,
                                                                                         strict=True)])
         return [tag_long_document(self, text, self.progress) if i in long else next(found)
                 for i, text in enumerate(texts)]
 
-    def predict_tokens(self, sentences: Sequence[Sequence[str]]) -> list[list[str]]:
-        """One IOB2 label per word of each pre-tokenized sentence."""
+    def predict_tokens(self, sentences: Sequence[Sequence[str]],
+                       documents: Sequence[int] | None = None) -> list[list[str]]:
+        """One IOB2 label per word of each pre-tokenized sentence (``documents``: see ``tag``)."""
         _require_sequence(sentences, "predict_tokens", "sentences")
         for i, sentence in enumerate(sentences):
             _require_sequence(sentence, "predict_tokens", f"sentences[{i}]")
             bad = next((w for w in sentence if not isinstance(w, str)), None)
             if bad is not None:
                 raise TypeError(f"predict_tokens(): sentences[{i}] holds {type(bad).__name__} {bad!r}, not a str")
-        return [t.labels for t in self.tag(sentences)]
+        return [t.labels for t in self.tag(sentences, documents)]
 
-    def tag(self, sentences: Sequence[Sequence[str]]) -> list[Tagged]:
-        """Labels and probabilities per word, in chunks so that memory stays flat on huge inputs."""
+    def tag(self, sentences: Sequence[Sequence[str]], documents: Sequence[int] | None = None) -> list[Tagged]:
+        """Labels and probabilities per word, in chunks so that memory stays flat on huge inputs.
+
+        ``documents`` (one key per sentence; neighbours with the same key form one document) matters to a
+        model trained with ``context_tokens``: its rows are fed the neighbouring sentences of their own
+        document, as ``tc run`` fed them. Without it every sentence is a document of its own. Chunks are
+        cut only between documents (a document longer than a chunk is cut after it).
+        """
+        keys = list(range(len(sentences))) if documents is None else _checked_documents(documents, len(sentences))
         out: list[Tagged] = []
-        for start in range(0, len(sentences), CHUNK_DOCUMENTS):
-            out.extend(self._tag_chunk(sentences[start : start + CHUNK_DOCUMENTS]))
+        start = 0
+        while start < len(sentences):
+            stop = min(start + CHUNK_DOCUMENTS, len(sentences))
+            while stop < len(sentences) and keys[stop] == keys[stop - 1] and stop - start < 4 * CHUNK_DOCUMENTS:
+                stop += 1
+            out.extend(self._tag_chunk(sentences[start:stop], keys[start:stop]))
+            start = stop
         return out
 
     # -- internals ---------------------------------------------------------------------------
-    def _tag_chunk(self, sentences: Sequence[Sequence[str]]) -> list[Tagged]:
+    def _tag_chunk(self, sentences: Sequence[Sequence[str]], documents: Sequence[int]) -> list[Tagged]:
         from tc.tasks.token_cls.sentence import Sentence
 
         keep = [i for i, words in enumerate(sentences) if len(words)]
@@ -253,7 +269,7 @@ class Predictor:
         if not keep:
             return out
         start = time.perf_counter()
-        rows = [Sentence(tuple(sentences[i]), None, "<input>") for i in keep]
+        rows = [Sentence(tuple(sentences[i]), None, "<input>", doc_index=documents[i]) for i in keep]
         dataset = self._dataset(rows)
         labels, scores = self._run(dataset)
         for slot, (lab, sc) in zip(keep, zip(labels, scores, strict=True), strict=True):
@@ -264,12 +280,11 @@ class Predictor:
         return out
 
     def _dataset(self, sentences: list[Sentence]) -> TokenClsDataset:
-        from tc.tasks.token_cls.dataset import TokenClsDataset
+        from tc.tasks.token_cls.dataset import TokenClsDataset, model_inputs
 
         return TokenClsDataset(sentences, self.encoder, self.trained.label_map, self.trained.max_sequence_length,
-                               scheme=self.trained.label_scheme,
-                               word_mask=bool(getattr(self.trained.config, "uses_word_mask", False)),
-                               word_ids=bool(getattr(self.trained.config, "uses_word_ids", False)))
+                               scheme=self.trained.label_scheme, context_tokens=self.trained.context_tokens,
+                               **model_inputs(self.trained.config))
 
     def _run(self, dataset: TokenClsDataset) -> tuple[list[list[str]], list[np.ndarray]]:
         """Run every window through the runner; per word: label name and its softmax probability (with a
@@ -281,6 +296,15 @@ class Predictor:
         flat = np.concatenate([rows.scores[row] for row in range(len(dataset))])[dataset.word_position]
         bounds = dataset.word_offsets
         return labels, [flat[bounds[i] : bounds[i + 1]] for i in range(len(bounds) - 1)]
+
+
+def _checked_documents(documents: Sequence[int], count: int) -> list[int]:
+    """``documents`` as a list, one key per input (a wrong length is the caller's bug, said plainly)."""
+    _require_sequence(documents, "tag", "documents")
+    keys = list(documents)
+    if len(keys) != count:
+        raise ValueError(f"documents has {len(keys)} keys for {count} inputs")
+    return keys
 
 
 def _require_sequence(value: Any, method: str, name: str) -> None:

@@ -55,10 +55,10 @@ class TokenClsInput(Section):
     format: str | None = None
     """Document format of data_dir's split files (pubtator, bioc_xml, bioc_json, brat, jsonl); None: TSV/CoNLL/CSV
     when such a file is there, else the document file whose suffix names its format."""
-    context_tokens: int = Field(0, ge=0)
+    context_tokens: int | None = Field(None, ge=0)
     """FLERT-style context: up to N WordPiece tokens of the neighbouring sentences of the same document on each
-    side of a row, fed to the model but carrying no loss and no prediction. eval_input follows train_input
-    unless set."""
+    side of a row, fed to the model but carrying no loss and no prediction. Unset: 0 in train_input;
+    eval_input follows train_input (a model is evaluated as it was trained, and predicts so too)."""
     corpora: list[CorpusInput] | None = None
     """Several corpora, one model (train_input only): the label map is the union of their types."""
     label_all_subwords: bool = False

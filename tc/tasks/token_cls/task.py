@@ -183,7 +183,7 @@ class TokenClassification(Task):
 
     @functools.cache  # noqa: B019
     def dataset(self, split: str) -> Dataset:
-        from tc.tasks.token_cls.dataset import TokenClsDataset
+        from tc.tasks.token_cls.dataset import TokenClsDataset, model_inputs
 
         section = self._input(split)
         max_len = section.max_sequence_length
@@ -198,9 +198,7 @@ class TokenClassification(Task):
             data.sentences, self.encoder, self.label_map, max_len, scheme=self.cfg.train_input.label_scheme,
             context_tokens=self._context_tokens(split),
             class_mask=self._class_mask(data) if split == "train" else None,
-            word_mask=bool(getattr(self.model_config, "uses_word_mask", False)),
-            label_all_subwords=self._label_all_subwords(split),
-            word_ids=bool(getattr(self.model_config, "uses_word_ids", False)),
+            label_all_subwords=self._label_all_subwords(split), **model_inputs(self.model_config),
         )
         self._splits[id(dataset)] = data
         return dataset
@@ -339,7 +337,7 @@ class TokenClassification(Task):
             "do_lower_case": self.do_lower,
             "max_sequence_length": self.cfg.train_input.max_sequence_length,
             "label_scheme": self.cfg.train_input.label_scheme,
-            "context_tokens": self._context_tokens("train"),
+            "context_tokens": self._context_tokens("devel"),  # as evaluated, so predict feeds the same
             "model_config": asdict(self.model_config),
         }
         (model_dir / ASSET_TASK).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")

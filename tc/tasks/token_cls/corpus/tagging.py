@@ -47,15 +47,16 @@ def render_chunk(predictor: Any, fmt: str, chunk: Sequence[Document | Block], mi
     return "".join(lines), tally
 
 
-def _conll_labels(predictor: Any, sentences: Sequence[Sequence[str]], min_score: float) -> list[list[str]]:
+def _conll_labels(predictor: Any, sentences: Sequence[Sequence[str]], min_score: float,
+                  documents: Sequence[int]) -> list[list[str]]:
     """One label per token; with ``min_score``, entities scoring below it (the mean probability over
     their words, rounded as ``tc predict`` reports it) become ``O``."""
     from tc.tasks.token_cls.predict import word_spans
 
     if min_score <= 0.0:
-        return predictor.predict_tokens(sentences)
+        return predictor.predict_tokens(sentences, documents)
     out = []
-    for tagged in predictor.tag(sentences):
+    for tagged in predictor.tag(sentences, documents):
         labels = list(tagged.labels)
         for first, stop, _ in word_spans(labels):
             if round(float(tagged.scores[first:stop].mean()), 4) < min_score:
@@ -64,11 +65,28 @@ def _conll_labels(predictor: Any, sentences: Sequence[Sequence[str]], min_score:
     return out
 
 
+def _documents(blocks: Sequence[Block]) -> list[int]:
+    """The document of each sentence block: a ``-DOCSTART-`` line starts the next one (as ``tc run`` reads
+    CoNLL files, so a model trained with document context is fed the same neighbours; the context stops
+    at the chunk's edges)."""
+    from tc.tasks.token_cls.readers import DOCSTART
+
+    keys: list[int] = []
+    key = 0
+    for block in blocks:
+        if block.is_sentence:
+            keys.append(key)
+        elif block.lines[0].strip(" \t\r").split("\t")[0].split(" ")[0] == DOCSTART:
+            key += 1
+    return keys
+
+
 def _render_conll(predictor: Any, blocks: Sequence[Block], min_score: float = 0.0) -> tuple[str, Tally]:
     from tc.tasks.token_cls.predict import word_spans
 
     sentences = [b for b in blocks if b.is_sentence]
-    labels = iter(_conll_labels(predictor, [b.tokens for b in sentences], min_score) if sentences else [])
+    documents = _documents(blocks)
+    labels = iter(_conll_labels(predictor, [b.tokens for b in sentences], min_score, documents) if sentences else [])
     tally = Tally(units=len(sentences))
     lines = []
     for block in blocks:

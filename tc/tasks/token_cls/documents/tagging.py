@@ -2,11 +2,13 @@
 
 Documents are tagged **sentence by sentence**: each passage is cut with the documents package's sentence
 rule (``sentence_spans``, the same sentences ``tc run`` trains and evaluates on for document data), and
-every sentence's text goes through ``Predictor.predict`` as it is, so a sentence gives exactly what
-``tc predict`` gives for that text as plain JSONL (a sentence of megabytes takes the long-document path),
-and its entities move by the sentence's offset into ``Document.text``. Predicted mentions *replace* the
-document's own (gold) mentions; everything else a format keeps (ids, passages, text, PubTator relation
-lines, BioC infons and relations) stays as read.
+every sentence's text goes through ``Predictor.predict`` as it is, with its document's index, so a
+model trained with ``context_tokens`` is fed the neighbouring sentences of the same document as in
+training (without context, a sentence gives exactly what ``tc predict`` gives for that text as plain
+JSONL; a sentence of megabytes takes the long-document path), and its entities move by the sentence's
+offset into ``Document.text``. Predicted mentions *replace* the document's own (gold) mentions;
+everything else a format keeps (ids, passages, text, PubTator relation lines, BioC infons and
+relations) stays as read.
 
 ``tag_documents`` does it with a synchronous ``predict`` (``tc predict``); ``sentence_pieces`` and
 ``attach`` are its two halves, for callers that run the model in between (``tc serve``'s batcher).
@@ -29,7 +31,8 @@ __all__ = ["Piece", "attach", "keep_scores", "read_text_documents", "render_docu
 
 Piece = tuple[int, int, str]
 """``(document index, start in Document.text, sentence text)``: one text for the model."""
-PredictFn = Callable[[Sequence[str]], list[list[dict[str, Any]]]]
+PredictFn = Callable[..., list[list[dict[str, Any]]]]
+"""``Predictor.predict(texts, documents)``: each sentence's document is passed, for document context."""
 
 
 def keep_scores(entities: Sequence[dict[str, Any]], min_score: float) -> list[dict[str, Any]]:
@@ -61,7 +64,7 @@ def attach(docs: Sequence[Document], pieces: Sequence[Piece], results: Sequence[
 def tag_documents(predict: PredictFn, docs: Sequence[Document], min_score: float = 0.0) -> list[Document]:
     """``docs`` with predicted mentions in place of their own (``predict``: ``Predictor.predict``)."""
     pieces = sentence_pieces(docs)
-    results = predict([text for _, _, text in pieces]) if pieces else []
+    results = predict([text for _, _, text in pieces], [index for index, _, _ in pieces]) if pieces else []
     return attach(docs, pieces, results, min_score)
 
 

@@ -285,12 +285,13 @@ def create_app(predictor: Any, batcher: MicroBatcher, limits: Limits = Limits(),
 
         if not pieces:
             return JSONResponse(await asyncio.to_thread(answer, []))
-        return await run_model([text for _, _, text in pieces], answer)
+        return await run_model([text for _, _, text in pieces], answer, [index for index, _, _ in pieces])
 
-    async def run_model(texts: list[str], shape: Any) -> JSONResponse:
-        """Run ``texts`` through the batcher and answer ``shape(results)``, or the error status."""
+    async def run_model(texts: list[str], shape: Any, documents: list[int] | None = None) -> JSONResponse:
+        """Run ``texts`` through the batcher and answer ``shape(results)``, or the error status
+        (``documents``: the document of each text, when they are sentences of documents)."""
         try:
-            results = await asyncio.wait_for(batcher.submit(texts), limits.request_timeout_s)
+            results = await asyncio.wait_for(batcher.submit(texts, documents), limits.request_timeout_s)
         except BatcherBusy as exc:
             return error(503, str(exc), headers={"Retry-After": "1"})
         except BatcherClosed as exc:

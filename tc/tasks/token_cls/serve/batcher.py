@@ -24,7 +24,9 @@ from typing import Any
 
 CONCURRENCY_MEMORY_S = 1.0
 """How long one moment of concurrent requests keeps the batching window open."""
-PredictFn = Callable[[Sequence[str]], list[list[dict[str, Any]]]]
+PredictFn = Callable[..., list[list[dict[str, Any]]]]
+"""``Predictor.predict``: ``(texts)``, or ``(texts, documents)`` when a request's texts are sentences of
+documents (one key per text), so a model trained with document context gets it here too."""
 
 
 class BatcherBusy(Exception):
@@ -39,6 +41,21 @@ class BatcherClosed(Exception):
 class _Pending:
     texts: list[str]
     future: asyncio.Future[list[list[dict[str, Any]]]]
+    documents: list[int] | None = None
+
+
+def _merged_documents(group: Sequence[_Pending]) -> list[int] | None:
+    """One document key per text of a merged batch, never shared by two requests (None: no request has
+    documents, every text stands alone)."""
+    if all(p.documents is None for p in group):
+        return None
+    keys: list[int] = []
+    for p in group:
+        own: dict[int, int] = {}
+        base = len(set(keys))
+        for key in p.documents if p.documents is not None else range(len(p.texts)):
+            keys.append(base + own.setdefault(key, len(own)))
+    return keys
 
 
 @dataclass
@@ -104,8 +121,9 @@ class MicroBatcher:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
 
-    async def submit(self, texts: list[str]) -> list[list[dict[str, Any]]]:
-        """Entities for each of ``texts`` once its batch has run; raises what the model raised."""
+    async def submit(self, texts: list[str], documents: list[int] | None = None) -> list[list[dict[str, Any]]]:
+        """Entities for each of ``texts`` once its batch has run; raises what the model raised.
+        ``documents``: one key per text, texts of one document share context (``Predictor.tag``)."""
         if self._closing or self._queue is None:
             raise BatcherClosed("server is shutting down")
         if self._queued_texts + len(texts) > self.max_queue and self._queued_texts > 0:
@@ -118,7 +136,7 @@ class MicroBatcher:
             self._concurrent_until = loop.time() + CONCURRENCY_MEMORY_S
         self.stats.requests += 1
         try:
-            await self._queue.put(_Pending(texts, future))
+            await self._queue.put(_Pending(texts, future, documents))
             return await future
         finally:
             self._in_flight -= 1
@@ -177,7 +195,7 @@ class MicroBatcher:
             return
         texts = [t for p in live for t in p.texts]
         try:
-            results = await self._call(texts)
+            results = await self._call(texts, _merged_documents(live))
         except Exception as exc:  # isolate: retry each request alone
             if len(live) == 1:
                 _resolve(live[0].future, exc=exc)
@@ -185,7 +203,7 @@ class MicroBatcher:
             self.stats.failed_batches += 1
             for p in live:
                 try:
-                    _resolve(p.future, await self._call(p.texts))
+                    _resolve(p.future, await self._call(p.texts, _merged_documents([p])))
                 except Exception as single:  # answered to its own request
                     _resolve(p.future, exc=single)
             return
@@ -194,10 +212,11 @@ class MicroBatcher:
             _resolve(p.future, results[start : start + len(p.texts)])
             start += len(p.texts)
 
-    async def _call(self, texts: list[str]) -> list[list[dict[str, Any]]]:
+    async def _call(self, texts: list[str], documents: list[int] | None) -> list[list[dict[str, Any]]]:
         assert self._pool is not None
         begin = time.perf_counter()
-        results = await asyncio.get_running_loop().run_in_executor(self._pool, self.predict, texts)
+        args = (texts,) if documents is None else (texts, documents)
+        results = await asyncio.get_running_loop().run_in_executor(self._pool, self.predict, *args)
         self.stats.model_seconds += time.perf_counter() - begin
         self.stats.batches += 1
         self.stats.texts += len(texts)
