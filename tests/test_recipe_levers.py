@@ -403,3 +403,10 @@ def test_shipped_crf_config_dry_runs_on_both_corpora() -> None:
         proc = run_tc("run", "--backend", "cpu", "--config", config, "--dry-run", *extra)
         assert proc.returncode == 0, proc.stderr
         assert "head: crf" in proc.stdout and label in proc.stdout
+
+
+def test_shipped_context_config_dry_runs_with_context_on_every_split() -> None:
+    """configs/minilm_context32.yaml: 32 context tokens a side in train, devel and test rows alike."""
+    proc = run_tc("run", "--backend", "cpu", "--config", str(ROOT / "configs" / "minilm_context32.yaml"), "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    assert " ".join(proc.stdout.split()).count("up to 32 context tokens a side") == 3
