@@ -246,7 +246,7 @@ class Predictor:
         ``documents`` (one key per sentence; neighbours with the same key form one document) matters to a
         model trained with ``context_tokens``: its rows are fed the neighbouring sentences of their own
         document, as ``tc run`` fed them. Without it every sentence is a document of its own. Chunks are
-        cut only between documents (a document longer than a chunk is cut after it).
+        cut between documents (only a document of over four chunks' sentences is cut inside).
         """
         keys = list(range(len(sentences))) if documents is None else _checked_documents(documents, len(sentences))
         out: list[Tagged] = []
