@@ -86,6 +86,10 @@ def main() -> int:
     mode.add_argument("--check", action="store_true", help="exit 0 when the shipped files are marked")
     args = parser.parse_args()
     texts = {split: marked_text(split) for split in SPLITS}  # all aligned before anything is written
+    taken = [args.out / f"{split}.tsv" for split in SPLITS if args.out and (args.out / f"{split}.tsv").exists()]
+    if taken:
+        print(f"{taken[0]}: exists; refusing to overwrite it", file=sys.stderr)
+        return 1
     for split, text in texts.items():
         shipped = (IOB / f"{split}.tsv").read_text(encoding="utf-8")
         if args.check:
@@ -95,9 +99,6 @@ def main() -> int:
             print(f"{split}: {text.count(MARK)} documents marked and aligned")
             continue
         target = args.out / f"{split}.tsv"
-        if target.exists():
-            print(f"{target}: exists; refusing to overwrite it", file=sys.stderr)
-            return 1
         args.out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(target, text)
         print(f"{target}: {text.count(MARK)} documents")

@@ -162,6 +162,13 @@ def test_iob_context_stops_at_docstart_lines_of_the_shipped_bc5cdr_chem(tmp_path
                            capture_output=True, text=True, timeout=300)
     assert check.returncode == 0, check.stderr
     assert check.stdout.count("500 documents marked and aligned") == 3
+    taken = tmp_path / "out"
+    taken.mkdir()
+    (taken / "test.tsv").write_text("mine\n")
+    refused = subprocess.run([sys.executable, str(ROOT / "data" / "mark_documents.py"), "--out", str(taken)],
+                             capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 1 and "exists; refusing to overwrite it" in refused.stderr
+    assert [p.name for p in taken.iterdir()] == ["test.tsv"] and (taken / "test.tsv").read_text() == "mine\n"
     sentences = read_conll(ROOT / "data" / "BC5CDR-chem-IOB" / "devel.tsv")[:120]
     docs = np.array([s.doc_index for s in sentences])
     assert docs[0] == 1 and len(set(docs.tolist())) > 5 and (np.diff(docs) >= 0).all()
