@@ -114,6 +114,8 @@ class Block:
 
     lines: list[str] = field(default_factory=list)
     tokens: list[str] = field(default_factory=list)
+    docstart: bool = False
+    """A ``-DOCSTART-`` separator: the next sentence starts a document."""
 
     @property
     def is_sentence(self) -> bool:
@@ -130,7 +132,7 @@ def read_conll_blocks(path: str, cursor: Cursor | None = None) -> Iterator[Block
             if sentence.is_sentence:
                 yield sentence
                 sentence = Block()
-            yield Block([line])
+            yield Block([line], docstart=token == DOCSTART)
             continue
         sentence.lines.append(line)
         sentence.tokens.append(token)

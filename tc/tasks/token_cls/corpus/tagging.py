@@ -69,15 +69,12 @@ def _documents(blocks: Sequence[Block]) -> list[int]:
     """The document of each sentence block: a ``-DOCSTART-`` line starts the next one (as ``tc run`` reads
     CoNLL files, so a model trained with document context is fed the same neighbours; the context stops
     at the chunk's edges)."""
-    from tc.tasks.token_cls.readers import DOCSTART
-
     keys: list[int] = []
     key = 0
     for block in blocks:
         if block.is_sentence:
             keys.append(key)
-        elif block.lines[0].strip(" \t\r").split("\t")[0].split(" ")[0] == DOCSTART:
-            key += 1
+        key += block.docstart
     return keys
 
 

@@ -50,11 +50,12 @@ def _merged_documents(group: Sequence[_Pending]) -> list[int] | None:
     if all(p.documents is None for p in group):
         return None
     keys: list[int] = []
+    base = 0
     for p in group:
         own: dict[int, int] = {}
-        base = len(set(keys))
         for key in p.documents if p.documents is not None else range(len(p.texts)):
             keys.append(base + own.setdefault(key, len(own)))
+        base += len(own)
     return keys
 
 
