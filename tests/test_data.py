@@ -402,6 +402,24 @@ def test_prepare_round_trip_and_meta(tmp_path: Path) -> None:
                       "label_scheme": "typed"}
 
 
+def test_prepare_keeps_document_marks(tmp_path: Path) -> None:
+    """A CoNLL file's -DOCSTART- documents survive tc prepare (a ``document`` column), so context over
+    the prepared split stops at the same abstracts; an unmarked file gets no column, as before."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    blocks = (BC5CDR / "train.tsv").read_text().split("\n\n")[:40]  # the first abstracts, marks included
+    write(raw, "train.tsv", "\n\n".join(blocks) + "\n")
+    prepare(raw, VOCAB, tmp_path / "out", do_lower_case=True, max_seq_length=32)
+    original, again = load_split(raw, "train"), load_split(tmp_path / "out", "train")
+    assert [(s.words, s.labels, s.doc_index) for s in again] == [(s.words, s.labels, s.doc_index) for s in original]
+    assert len({s.doc_index for s in again}) > 2 and (tmp_path / "out" / "train.csv").read_text().startswith(
+        "tokens,labels,document\n")
+    write(raw, "train.tsv", "a\tB-X\n\nb\tO\n")
+    prepare(raw, VOCAB, tmp_path / "plain", do_lower_case=True, max_seq_length=16)
+    assert (tmp_path / "plain" / "train.csv").read_text() == "tokens,labels\na,B-X\nb,O\n"
+    assert [s.doc_index for s in load_split(tmp_path / "plain", "train")] == [None, None]
+
+
 def test_prepare_normalises_and_validates(tmp_path: Path) -> None:
     raw = tmp_path / "raw"
     raw.mkdir()

@@ -7,6 +7,8 @@ The BioC files are written by the real ``bioc`` package; the PubTator corpus is 
 from __future__ import annotations
 
 import json
+import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -334,13 +336,27 @@ def test_jsonl_round_trip_tc_predict_and_prodigy_styles(tmp_path: Path) -> None:
     ('{"text": "abc", "entities": [{"start": "0", "end": 2, "type": "T"}]}',
      "in.jsonl:1: entity 1: start and end must be integers (got '0', 2)"),
     ('{"text": "abc"', "in.jsonl:1: not valid JSON"),
-    ('["abc"]', 'in.jsonl:1: expected an object with a "text" string'),
+    ('["abc"]', 'in.jsonl:1: expected an object with a string "text" field'),
+    ('{"text": "abc", "entities": [], "text": "abd"}', "in.jsonl:1: duplicate key 'text'"),
 ])
 def test_jsonl_errors(tmp_path: Path, line: str, message: str) -> None:
     (tmp_path / "in.jsonl").write_text(line + "\n")
     with pytest.raises(DataError) as err:
         read_documents(tmp_path / "in.jsonl")
     assert str(err.value).startswith(f"{tmp_path}/{message}")
+
+
+def test_document_reader_refuses_what_is_not_a_regular_file(tmp_path: Path) -> None:
+    """A FIFO (a named pipe: reading it would block forever) or a broken link is one line, not a hang."""
+    fifo = tmp_path / "in.pubtator"
+    os.mkfifo(fifo)
+    with pytest.raises(DataError, match=re.escape(f"{fifo}: is not a regular file (a FIFO, socket or device)")):
+        read_documents(fifo)
+    link = tmp_path / "gone.jsonl"
+    link.symlink_to(tmp_path / "nowhere.jsonl")
+    broken = f"{link}: is a broken symlink: its target {tmp_path / 'nowhere.jsonl'} does not exist"
+    with pytest.raises(DataError, match=re.escape(broken)):
+        read_documents(link)
 
 
 # ---------------------------------------------------------------------------------------------

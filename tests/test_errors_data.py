@@ -33,10 +33,17 @@ ONE_COLUMN = "Aspirin\tB-Chemical\nworks\tO\n\nIt\tO\nhelps\n"
 MIXED_SCHEME = "Aspirin\tB-Chemical\nworks\tO\n\nIt\tB\nhelps\tO\n"
 LATIN1 = "Aspirin\tB-Chemical\nworks\tO\n\nCaf\xe9\tO\n".encode("latin-1")
 NEW_LABEL = "Aspirin\tB-Chemical\ncauses\tO\nasthma\tB-Disease\n"
+BACKWARDS_DOCS = "tokens,labels,document\nAspirin works,B-Chemical O,0\nIt helps,O O,1\nAgain,O,0\n"
+NAMED_DOCS = "tokens,labels,document\nAspirin works,B-Chemical O,PMID1\n"
 
 
 def data_set(folder: str, train: str | bytes) -> Callable[[Env], list[str]]:
     return lambda e: ["--set", f"train_input.data_dir={dataset_dir(e.tmp / folder, train)}"]
+
+
+def csv_dir(env: Env, train_csv: str) -> Path:
+    """``DIR/d`` holding a prepared ``train.csv``."""
+    return write(env.tmp / "d" / "train.csv", train_csv).parent
 
 
 def small_vocab(env: Env, n: int = 1000) -> Path:
@@ -64,6 +71,13 @@ CASES: dict[str, Case] = {
         lambda e: f"{e.tmp / 'd' / 'test.tsv'}:3: label 'B-Disease' is not in the label map "
                   f"({e.trained / 'label2id.json'}); known labels: B-Chemical, I-Chemical, O",
         needs_training=True),
+    "data-csv-document-order": Case(
+        tiny_run(lambda e: ["--set", f"train_input.data_dir={csv_dir(e, BACKWARDS_DOCS)}"]),
+        lambda e: f"{e.tmp / 'd' / 'train.csv'}:4: document 0 after document 1; rows of one document are "
+                  "consecutive, in increasing order"),
+    "data-csv-document-not-integer": Case(
+        tiny_run(lambda e: ["--set", f"train_input.data_dir={csv_dir(e, NAMED_DOCS)}"]),
+        lambda e: f"{e.tmp / 'd' / 'train.csv'}:2: document 'PMID1' is not an integer"),
     "vocab-missing": Case(tiny_run(lambda e: ["--set", f"train_input.vocab_file={e.tmp / 'vocab.txt'}"]),
                           lambda e: f"{e.tmp / 'vocab.txt'}: vocab file not found (train_input.vocab_file)"),
     "vocab-not-wordpiece": Case(tiny_run(lambda e: ["--set", f"train_input.vocab_file={DATA / 'test.tsv'}"]),

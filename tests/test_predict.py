@@ -144,6 +144,12 @@ def test_bad_jsonl_line_is_named(model_dir: Path, tmp_path: Path) -> None:
     proc = run_tc("predict", "--model-dir", str(model_dir), "-i", str(no_text), *ONE_THREAD)
     assert proc.returncode == 2 and f'{no_text}:1: expected an object with a string "text"' in proc.stderr
 
+    twice = tmp_path / "twice.jsonl"  # json.loads would keep the second "text" and tag it without a word
+    twice.write_text(json.dumps({"text": "fine"}) + '\n{"text": "first", "text": "second"}\n', encoding="utf-8")
+    proc = run_tc("predict", "--model-dir", str(model_dir), "-i", str(twice), *ONE_THREAD)
+    assert proc.returncode == 2
+    assert f"{twice}:2: duplicate key 'text' (first at line 2); a key may appear once per mapping" in proc.stderr
+
 
 def test_user_errors_name_the_path(model_dir: Path, tmp_path: Path) -> None:
     missing = tmp_path / "nope"

@@ -137,14 +137,16 @@ def _json_pairs(text: str) -> Any:
     return hook
 
 
-def parse_json(text: str, path: Path | str, error: type[TcError]) -> Any:
+def parse_json(text: str, path: Path | str, error: type[TcError], line: int = 1) -> Any:
     """JSON from a file tc did not necessarily write: a syntax error or a duplicate key is one ``error``
-    naming ``path`` and the line."""
+    naming ``path`` and the line. ``line`` is the file line ``text`` starts on (a JSONL record's)."""
     try:
         return json.loads(text, object_pairs_hook=_json_pairs(text))
     except DuplicateKey as exc:
+        exc.line = exc.line and exc.line + line - 1
+        exc.first = exc.first and exc.first + line - 1
         raise error(exc.message(path)) from None
     except json.JSONDecodeError as exc:
-        raise error(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+        raise error(f"{path}:{exc.lineno + line - 1}: not valid JSON ({exc.msg})") from None
     except RecursionError:
         raise error(f"{path}: JSON nested too deeply") from None

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from tc.core.errors import DataError
+from tc.core.fs import atomic_write_text
 from tc.core.readers import parse_json
 from tc.tasks.token_cls.sentence import Sentence, read_text
 
@@ -181,7 +182,7 @@ class LabelMap:
         return cls(sorted(seen | {"O"}))
 
     def save(self, path: Path) -> None:
-        Path(path).write_text(json.dumps(self.label2id, indent=2) + "\n", encoding="utf-8")
+        atomic_write_text(path, json.dumps(self.label2id, indent=2) + "\n")
 
     @classmethod
     def load(cls, path: Path) -> LabelMap:

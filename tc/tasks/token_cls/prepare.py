@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tc.core.errors import ConfigError, DataError
-from tc.core.fs import check_output, ensure_writable_dir
+from tc.core.fs import atomic_write_text, check_output, ensure_writable_dir
 from tc.tasks.token_cls.dataset import TokenClsDataset
 from tc.tasks.token_cls.labels import SCHEMES, LabelMap
 from tc.tasks.token_cls.readers import find_split_file, load_split, write_prepared_csv
@@ -101,4 +101,4 @@ def _summary(source: Path, dataset: TokenClsDataset) -> dict[str, Any]:
 
 
 def _write_json(path: Path, value: dict[str, Any]) -> None:
-    path.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
+    atomic_write_text(path, json.dumps(value, indent=2) + "\n")

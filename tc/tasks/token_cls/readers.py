@@ -13,8 +13,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from tc.core.errors import DataError
+from tc.core.fs import atomic_writer
 from tc.tasks.token_cls.labels import normalise
-from tc.tasks.token_cls.sentence import LINE_SPACE, Sentence, not_a_file, read_text
+from tc.tasks.token_cls.sentence import LINE_SPACE, Sentence, read_text
+from tc.tasks.token_cls.textio import not_a_file
 
 __all__ = ["DOCSTART", "PREPARED_SUFFIX", "RAW_SUFFIXES", "SPLIT_ALIASES", "Sentence", "find_split_file",
            "load_split", "read_conll", "read_file", "read_prepared_csv", "write_prepared_csv"]
@@ -95,7 +97,8 @@ def _check_columns(path: Path, number: int, line: str, parts: list[str], expect:
 
 
 def read_prepared_csv(path: Path) -> list[Sentence]:
-    """Sentences of a ``prepare`` CSV: columns ``tokens`` and (when labeled) ``labels``, space-joined."""
+    """Sentences of a ``prepare`` CSV: columns ``tokens`` and (when labeled) ``labels``, space-joined, and
+    ``document`` (each row's document index) when the source marked documents."""
     path = Path(path)
     text = read_text(path)
     rows = _csv_rows(path, text)
@@ -104,6 +107,8 @@ def read_prepared_csv(path: Path) -> list[Sentence]:
         raise DataError(f"{path}:1: CSV header {header} has no 'tokens' column")
     tok_col = header.index("tokens")
     lab_col = header.index("labels") if "labels" in header else None
+    doc_col = header.index("document") if "document" in header else None
+    documents: list[int] = []
     records: list[tuple[list[str], list[str] | None, int]] = []
     for number, row in rows:
         if not any(cell.strip(LINE_SPACE) for cell in row):
@@ -117,9 +122,25 @@ def read_prepared_csv(path: Path) -> list[Sentence]:
         if labels is not None and len(labels) != len(words):
             raise DataError(f"{path}:{number}: {len(words)} tokens but {len(labels)} labels")
         records.append((words, labels, number))
+        if doc_col is not None:
+            documents.append(_document_cell(path, number, row[doc_col], documents))
     if not records:
         raise DataError(f"{path}: no sentences")
-    return _to_sentences(str(path), records, per_line=False)
+    return _to_sentences(str(path), records, per_line=False, documents=documents if doc_col is not None else None)
+
+
+def _document_cell(path: Path, number: int, cell: str, before: list[int]) -> int:
+    """A row's ``document`` index: an integer, never lower than the row before's (documents are runs)."""
+    try:
+        index = int(cell)
+    except ValueError:
+        raise DataError(f"{path}:{number}: document {cell!r} is not an integer") from None
+    if index < 0:
+        raise DataError(f"{path}:{number}: document {index} is negative")
+    if before and index < before[-1]:
+        raise DataError(f"{path}:{number}: document {index} after document {before[-1]}; "
+                        "rows of one document are consecutive, in increasing order")
+    return index
 
 
 def _csv_rows(path: Path, text: str) -> Iterator[tuple[int, list[str]]]:
@@ -134,15 +155,20 @@ def _csv_rows(path: Path, text: str) -> Iterator[tuple[int, list[str]]]:
 
 
 def write_prepared_csv(path: Path, sentences: Sequence[Sentence]) -> None:
-    """The inverse of ``read_prepared_csv`` (lossless: tokens never contain spaces)."""
+    """The inverse of ``read_prepared_csv`` (lossless: tokens never contain spaces). Sentences with
+    documents (a CoNLL file's ``-DOCSTART-`` marks) get a ``document`` column, so that document context
+    over the prepared split stops where it stopped over the original file."""
     labeled = all(s.labels is not None for s in sentences)
-    with Path(path).open("w", encoding="utf-8", newline="") as handle:
+    marked = bool(sentences) and all(s.doc_index is not None for s in sentences)
+    with atomic_writer(path, "w", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(["tokens", "labels"] if labeled else ["tokens"])
+        writer.writerow(["tokens", *(["labels"] if labeled else []), *(["document"] if marked else [])])
         for s in sentences:
             row = [" ".join(s.words)]
             if labeled:
                 row.append(" ".join(s.labels or ()))
+            if marked:
+                row.append(str(s.doc_index))
             writer.writerow(row)
 
 

@@ -6,14 +6,14 @@ later errors (a bad label, a label unknown to the model) can point at ``file:lin
 
 from __future__ import annotations
 
-import errno
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from tc.core.errors import DataError
+from tc.tasks.token_cls import textio
+from tc.tasks.token_cls.textio import not_a_file
 
-__all__ = ["LINE_SPACE", "Sentence", "not_a_file", "read_text"]
+__all__ = ["LINE_SPACE", "Sentence", "read_text"]
 
 LINE_SPACE = " \t\r\n"
 """Stripped from line ends. Only ASCII: a token may legitimately start with e.g. a no-break space."""
@@ -43,39 +43,13 @@ class Sentence:
         return f"{self.source}:{self.line} (word {i + 1})"
 
 
-def not_a_file(path: Path) -> str | None:
-    """What ``path`` is when something is there but it is not a regular file (a directory, a broken or
-    looping symlink, a FIFO or device); None for a regular file or for nothing at all."""
-    if path.is_symlink():
-        try:
-            path.stat()
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                return "is a symlink loop (it never reaches a file)"
-            return f"is a broken symlink: its target {os.readlink(path)} does not exist"
-    if path.is_dir():
-        return "is a directory, expected a data file"
-    if path.exists() and not path.is_file():
-        return "is not a regular file (a FIFO, socket or device)"
-    return None
-
-
 def read_text(path: Path) -> str:
-    """The file as text; missing, unreadable, non-UTF-8 or empty files are user errors."""
-    what = not_a_file(path)
-    if what is not None:
-        raise DataError(f"{path}: {what}")
-    if not path.exists():
-        raise DataError(f"{path}: file not found")
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise DataError(f"{path}:{line}: not valid UTF-8 (byte 0x{data[exc.start]:02x})") from None
+    """The data file as text; missing, unreadable, non-UTF-8 or empty files are user errors (a BOM is
+    dropped: word readers have no use for it)."""
+    odd = not_a_file(path)  # said as a data file ("is a directory, expected a data file")
+    if odd is not None:
+        raise DataError(f"{path}: {odd}")
+    text, _ = textio.read_text(path, "file")
     if not text.strip(LINE_SPACE):  # not str.strip(): \x1f, \x85, \xa0... can be tokens
         raise DataError(f"{path}: file is empty")
     return text

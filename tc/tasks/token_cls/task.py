@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import shutil
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from tc.core.errors import ConfigError, DataError
+from tc.core.fs import atomic_write_bytes, atomic_write_text
 from tc.core.interfaces import Dataset, Task
 from tc.core.jobs import TASK_FILE
 from tc.tasks.token_cls.settings import (
@@ -330,7 +330,7 @@ class TokenClassification(Task):
         model_dir.mkdir(parents=True, exist_ok=True)
         self.label_map.save(model_dir / ASSET_LABELS)
         if Path(self.vocab_file).resolve() != (model_dir / ASSET_VOCAB).resolve():
-            shutil.copyfile(self.vocab_file, model_dir / ASSET_VOCAB)
+            atomic_write_bytes(model_dir / ASSET_VOCAB, Path(self.vocab_file).read_bytes())
         info = {
             "task": self.name,
             "model": self.model_name,
@@ -340,4 +340,4 @@ class TokenClassification(Task):
             "context_tokens": self._context_tokens("devel"),  # as evaluated, so predict feeds the same
             "model_config": asdict(self.model_config),
         }
-        (model_dir / ASSET_TASK).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        atomic_write_text(model_dir / ASSET_TASK, json.dumps(info, indent=2) + "\n")

@@ -32,7 +32,7 @@ from tc.tasks.token_cls.corpus.readers import Cursor, decoded_lines
 from tc.tasks.token_cls.corpus.tagging import Tally
 from tc.tasks.token_cls.documents import Document, detect_format
 from tc.tasks.token_cls.documents.formats import FORMATS as DOC_FORMATS
-from tc.tasks.token_cls.documents.textio import BOM, join_lines
+from tc.tasks.token_cls.textio import BOM, join_lines
 
 STREAMED = ("pubtator", "jsonl")
 CONVERTING_SUFFIXES = (".pubtator", ".pubtator.txt", ".bioc.xml", ".xml", ".bioc.json", ".ann")

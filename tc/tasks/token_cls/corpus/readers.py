@@ -8,7 +8,6 @@ counts the bytes consumed, which is what the progress line's percentage and ETA 
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from tc.core.errors import DataError
+from tc.tasks.token_cls.textio import parse_record
 
 FORMATS = ("jsonl", "conll", "text")
 DOCUMENT_INPUTS = ("pubtator", "bioc_xml", "bioc_json", "brat")
@@ -99,12 +99,7 @@ def read_documents(path: str, fmt: str, cursor: Cursor | None = None) -> Iterato
             continue
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{name}:{number}: not valid JSON ({exc.msg})") from None
-        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-            raise DataError(f'{name}:{number}: expected an object with a string "text" field')
+        record = parse_record(name, number, line)
         yield Document(record["text"], record)
 
 

@@ -21,7 +21,7 @@ from typing import Any
 from tc.core.errors import DataError, first_line
 from tc.core.fs import atomic_writer
 from tc.tasks.token_cls.documents.model import Document, Mention, Passage, check_mention, fresh_ids
-from tc.tasks.token_cls.documents.textio import read_text
+from tc.tasks.token_cls.textio import read_text
 
 __all__ = ["read_bioc_json", "read_bioc_xml", "write_bioc_json", "write_bioc_xml"]
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from tc.core.errors import DataError
 from tc.core.fs import atomic_writer
 from tc.tasks.token_cls.documents.model import Document, Mention, Passage, check_mention, render_layout
-from tc.tasks.token_cls.documents.textio import join_lines, read_text, split_lines
+from tc.tasks.token_cls.textio import join_lines, read_text, split_lines
 
 __all__ = ["read_brat", "write_brat"]
 

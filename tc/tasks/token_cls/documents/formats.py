@@ -16,6 +16,7 @@ from pathlib import Path
 from tc.core.errors import DataError
 from tc.tasks.token_cls.documents import bioc_io, brat, jsonl, pubtator
 from tc.tasks.token_cls.documents.model import Document
+from tc.tasks.token_cls.textio import not_a_file
 
 __all__ = ["FORMATS", "DocumentFormat", "detect_format", "find_document_split", "read_documents",
            "register_format", "write_documents"]
@@ -110,6 +111,9 @@ def detect_format(path: str | Path, fmt: str | None = None, writing: bool = Fals
 def read_documents(path: str | Path, fmt: str | None = None) -> list[Document]:
     """Documents of ``path`` in ``fmt`` (or the format its suffix selects)."""
     path = Path(path).expanduser()
+    odd = None if path.is_dir() else not_a_file(path)  # a folder is BRAT's; a FIFO would block the read
+    if odd is not None:
+        raise DataError(f"{path}: {odd}")
     if not path.exists():
         raise DataError(f"{path}: file not found")
     return detect_format(path, fmt).read(path)

@@ -18,7 +18,7 @@ from typing import Any
 from tc.core.errors import DataError
 from tc.core.fs import atomic_writer
 from tc.tasks.token_cls.documents.model import Document, Mention, Passage, check_mention
-from tc.tasks.token_cls.documents.textio import BOM, join_lines, read_text, split_lines
+from tc.tasks.token_cls.textio import BOM, join_lines, parse_record, read_text, split_lines
 
 __all__ = ["read_jsonl", "write_jsonl"]
 
@@ -60,12 +60,7 @@ def _fragments(where: str, value: Any) -> tuple[tuple[int, int], ...]:
 
 
 def _document(path: Path, number: int, raw: str) -> Document:
-    try:
-        record = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-    if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-        raise DataError(f"{path}:{number}: expected an object with a \"text\" string")
+    record = parse_record(path, number, raw)
     key = next((k for k in _ENTITY_KEYS if k in record), "entities")
     entities = record.get(key, [])
     if not isinstance(entities, list):

@@ -19,7 +19,7 @@ from typing import Any
 from tc.core.errors import DataError
 from tc.core.fs import atomic_writer
 from tc.tasks.token_cls.documents.model import Document, Mention, Passage, check_mention, render_layout
-from tc.tasks.token_cls.documents.textio import BOM, join_lines, read_text, split_lines
+from tc.tasks.token_cls.textio import BOM, join_lines, read_text, split_lines
 
 __all__ = ["read_pubtator", "write_pubtator"]
 
