@@ -395,6 +395,18 @@ DOCUMENTED = {*CASES, "export-pooled-model", "precision-onnx-pooled-model"}
 test_bad_input_gives_one_clear_line = case_test(CASES)
 
 
+def test_label_all_subwords_is_on_by_default_where_it_applies() -> None:
+    """Unset, every piece of a word trains on its label for typed labels and the softmax head (train only:
+    devel and test rows are scored on first pieces), and it is off, without an error, for the CRF and the
+    seed scheme; set to false, it is off."""
+    every = "every piece of a word labeled"
+    for extra, on in (((), True), (("--set", "model.head=crf"), False), (("--set", "train_input.label_scheme=seed"),
+                      False), (("--set", "train_input.label_all_subwords=false"), False)):
+        proc = run_tc("run", "--backend", "cpu", "--dry-run", "--set", "train_input.max_sentences=50", *extra)
+        assert proc.returncode == 0, proc.stderr
+        assert " ".join(proc.stdout.split()).count(every) == int(on), extra
+
+
 def test_shipped_crf_config_dry_runs_on_both_corpora() -> None:
     """configs/minilm_crf.yaml (the CRF recipe BENCHMARKS measures) resolves, on BC5CDR-chem and, with
     the data_dir override its comment gives, on NCBI-disease."""

@@ -265,9 +265,10 @@ class TokenClsDataset(Dataset):
 
     def describe(self) -> str:
         context = f", up to {self.context_tokens} context tokens a side" if self.context_tokens else ""
+        every = ", every piece of a word labeled" if self.label_all_subwords else ""
         return (f"{len(self.sentences)} sentences, {self.num_words} words -> {len(self)} windows of <= "
                 f"{self.max_len} subwords ({self.num_split_sentences} sentences split, "
-                f"{self.num_truncated_words} words truncated{context})")
+                f"{self.num_truncated_words} words truncated{context}{every})")
 
     def collate(self, indices: Sequence[int], pad_to: int | None = None) -> dict[str, torch.Tensor]:
         import torch

@@ -204,15 +204,19 @@ class TokenClassification(Task):
         return dataset
 
     def _label_all_subwords(self, split: str) -> bool:
-        """``train_input.label_all_subwords`` for the train split; refused where it cannot mean anything."""
+        """``train_input.label_all_subwords`` for the train split (unset: on where it applies); refused where
+        it is set and cannot mean anything."""
         if self.cfg.eval_input.label_all_subwords:
             raise ConfigError("eval_input.label_all_subwords: evaluation reads one label per word, on its first "
                               "piece; set train_input.label_all_subwords")
         ti = self.cfg.train_input
+        crf = getattr(self.model_config, "head", None) == "crf"
+        if ti.label_all_subwords is None:
+            return split == "train" and ti.label_scheme == "typed" and not crf
         if ti.label_all_subwords and ti.label_scheme != "typed":
             raise ConfigError("train_input.label_all_subwords: needs train_input.label_scheme typed (the seed "
                               "scheme labels a word's later pieces X)")
-        if ti.label_all_subwords and getattr(self.model_config, "head", None) == "crf":
+        if ti.label_all_subwords and crf:
             raise ConfigError("train_input.label_all_subwords: the CRF head (model.head=crf) chains words, one "
                               "label each; use the softmax head to label every piece")
         return split == "train" and ti.label_all_subwords
