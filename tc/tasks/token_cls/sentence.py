@@ -11,7 +11,6 @@ from pathlib import Path
 
 from tc.core.errors import DataError
 from tc.tasks.token_cls import textio
-from tc.tasks.token_cls.textio import not_a_file
 
 __all__ = ["LINE_SPACE", "Sentence", "read_text"]
 
@@ -46,10 +45,7 @@ class Sentence:
 def read_text(path: Path) -> str:
     """The data file as text; missing, unreadable, non-UTF-8 or empty files are user errors (a BOM is
     dropped: word readers have no use for it)."""
-    odd = not_a_file(path)  # said as a data file ("is a directory, expected a data file")
-    if odd is not None:
-        raise DataError(f"{path}: {odd}")
-    text, _ = textio.read_text(path, "file")
+    text, _ = textio.read_text(path, "file", expected="data file")
     if not text.strip(LINE_SPACE):  # not str.strip(): \x1f, \x85, \xa0... can be tokens
         raise DataError(f"{path}: file is empty")
     return text

@@ -19,9 +19,10 @@ from tc.core.readers import parse_json
 BOM = "\ufeff"
 
 
-def not_a_file(path: Path) -> str | None:
+def not_a_file(path: Path, expected: str = "data file") -> str | None:
     """What ``path`` is when something is there but it is not a regular file (a directory, a broken or
-    looping symlink, a FIFO or device); None for a regular file or for nothing at all."""
+    looping symlink, a FIFO or device); None for a regular file or for nothing at all. ``expected`` names
+    what a directory was taken for."""
     if path.is_symlink():
         try:
             path.stat()
@@ -30,19 +31,18 @@ def not_a_file(path: Path) -> str | None:
                 return "is a symlink loop (it never reaches a file)"
             return f"is a broken symlink: its target {os.readlink(path)} does not exist"
     if path.is_dir():
-        return "is a directory, expected a data file"
+        return f"is a directory, expected a {expected}"
     if path.exists() and not path.is_file():
         return "is not a regular file (a FIFO, socket or device)"
     return None
 
 
-def read_text(path: Path, what: str = "file") -> tuple[str, bool]:
-    """``(text, had_bom)`` of ``path``; missing, unreadable, non-UTF-8 files and things that are not
-    regular files (a FIFO would block the read forever) are user errors naming the path."""
+def read_text(path: Path, what: str = "file", expected: str | None = None) -> tuple[str, bool]:
+    """``(text, had_bom)`` of ``path``; a missing file (``<what> not found``), an unreadable or non-UTF-8 one,
+    and what is not a regular file (a FIFO would block the read forever; a directory is "expected a
+    <expected, else what>") are user errors naming the path."""
     path = Path(path)
-    if path.is_dir():
-        raise DataError(f"{path}: is a directory, expected a {what}")
-    odd = not_a_file(path)
+    odd = not_a_file(path, expected or what)
     if odd is not None:
         raise DataError(f"{path}: {odd}")
     if not path.exists():
