@@ -28,6 +28,7 @@ def overrides(recipe: Recipe, model_dir: Path) -> list[str]:
         f"train_input.batch_size={recipe.batch_size}",
         f"train_input.max_sequence_length={recipe.seq}",
         "train_input.label_all_subwords=false",  # the peer's run_ner alignment: first pieces carry labels
+        "model.decoding=argmax",  # and its reading: each word's argmax
         f"eval_input.max_sequence_length={recipe.seq}",
         f"eval_input.batch_size={recipe.eval_batch_size}",
         f"optimizer.learning_rate={recipe.learning_rate}",

@@ -160,6 +160,24 @@ def test_cstorch_checkpoint_predicts_the_same_in_the_main_environment(trained: P
 
 @pytest.mark.cerebras
 @needs_cstorch
+def test_crf_head_evaluates_on_cstorch_as_on_cpu(tmp_path: Path) -> None:
+    """The CRF's Viterbi runs on the host after the traced eval step, whose batches are padded to a static
+    row count: 50 test sentences make a last batch of 22 real rows padded to 32 (it failed on that before)."""
+    model_dir = tmp_path / "crf"
+    short = ["--set", "runconfig.max_steps=6", "--set", "train_input.max_sentences=64",
+             "--set", "eval_input.max_sentences=50", "--set", "model.head=crf"]
+    on_cerebras = cerebras_tc("run", "--backend", "cerebras", "--config", str(TINY), *CPU, *short,
+                              "--model-dir", str(model_dir), "--json")
+    on_cpu = run_tc("run", "--backend", "cpu", "--mode", "eval", "--model-dir", str(model_dir), "--config",
+                    str(TINY), *short, "--set", "runconfig.num_threads=1", "--json", check=True)
+    ours, theirs = (json.loads(p.stdout.strip().splitlines()[-1]) for p in (on_cerebras, on_cpu))
+    assert ours["sentences"] == theirs["sentences"] == 50
+    assert ours["f1"] == pytest.approx(theirs["f1"], abs=0.01) and ours["token_macro_f1"] == pytest.approx(
+        theirs["token_macro_f1"], abs=0.01)
+
+
+@pytest.mark.cerebras
+@needs_cstorch
 def test_resume_from_cstorch_checkpoint_is_exact_and_cpu_backend_resumes_it(tmp_path: Path) -> None:
     short = ["run", "--task", "token_cls", "--backend", "cerebras", "--mode", "train", "--config", str(TINY),
              *CPU, "--set", "runconfig.max_steps=4", "--set", "runconfig.checkpoint_steps=2",

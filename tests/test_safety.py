@@ -367,11 +367,21 @@ def test_python_dash_m_tc_is_the_same_program() -> None:
 
 def test_transformers_pipeline_on_an_export_gives_tc_predict_entities(tree: Path, tmp_path: Path) -> None:
     """With the setting the model card names, the real pipeline returns ``tc predict``'s word-level
-    entities on real text (same offsets, types, and scores to 1e-3)."""
+    entities on real text (same offsets, types, and scores to 1e-3) for a model that reads words by argmax,
+    as the pipeline does (``model.decoding: argmax``, here set in a copy of the model directory's
+    ``tc_task.json``, which is what training with ``--set model.decoding=argmax`` writes). A model with the
+    default constrained decoding exports a card that says where the pipeline differs."""
     transformers = pytest.importorskip("transformers")
+    run_tc("export", "--model-dir", str(tree / "model"), str(tmp_path / "constrained"), check=True)
+    assert "## Decoding" in (tmp_path / "constrained" / "README.md").read_text()
+    model = copy_model(tree / "model", tmp_path / "argmax_model")
+    info = json.loads((model / "tc_task.json").read_text())
+    info["model_config"]["decoding"] = "argmax"
+    (model / "tc_task.json").write_text(json.dumps(info))
     out = tmp_path / "hf"
-    run_tc("export", "--model-dir", str(tree / "model"), str(out), check=True)
-    assert 'aggregation_strategy="first"' in (out / "README.md").read_text()
+    run_tc("export", "--model-dir", str(model), str(out), check=True)
+    card = (out / "README.md").read_text()
+    assert 'aggregation_strategy="first"' in card and "## Decoding" not in card
     sentences, current = [], []
     for line in (DATA / "test.tsv").read_text(encoding="utf-8").splitlines()[:3000]:
         if line.startswith("-DOCSTART-"):
@@ -385,8 +395,7 @@ def test_transformers_pipeline_on_an_export_gives_tc_predict_entities(tree: Path
     source = tmp_path / "in.txt"
     source.write_text("\n".join(texts) + "\n", encoding="utf-8")
     tagged = tmp_path / "out.jsonl"
-    run_tc("predict", "--model-dir", str(tree / "model"), "-i", str(source), "-o", str(tagged), *ONE_THREAD,
-           check=True)
+    run_tc("predict", "--model-dir", str(model), "-i", str(source), "-o", str(tagged), *ONE_THREAD, check=True)
     ours = [json.loads(line)["entities"] for line in tagged.read_text(encoding="utf-8").splitlines()]
     ner = transformers.pipeline("token-classification", model=str(out), aggregation_strategy="first", device="cpu")
     theirs = ner(texts)

@@ -30,5 +30,7 @@ def describe(task: Task, backend: Backend, cfg: Any, console: Console) -> None:
         table.add_row("labels", f"{len(meta['labels'])}: {', '.join(meta['labels'])}")
     model = task.build_model()
     params = sum(p.numel() for p in model.parameters())
-    table.add_row("model", f"{type(model).__name__}, {params / 1e6:.2f} M parameters")
+    describe = getattr(model, "describe", None)  # a model may say more of itself (its head, its decoding)
+    more = f", {describe()}" if callable(describe) else ""
+    table.add_row("model", f"{type(model).__name__}, {params / 1e6:.2f} M parameters{more}")
     console.print(table)

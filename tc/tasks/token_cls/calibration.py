@@ -7,8 +7,9 @@ against entity correctness (what users threshold with ``--min-score``; word-leve
 labels when nothing is predicted), words read on their first subword as predictions are, and reports the
 expected calibration error (ECE, 10 equal-width bins) of ENTITY scores before and after, where an
 entity counts as right when its words and type match a gold entity exactly. ``T`` goes to
-``MODEL_DIR/calibration.json``; predict and serve then divide logits by it. Argmax is unchanged by a
-temperature, so labels, spans and F1 are exactly those of the uncalibrated model: only scores move.
+``MODEL_DIR/calibration.json``; predict and serve then divide logits by it. Neither argmax nor constrained
+decoding (``decoding.py``: zero transition scores) depends on a temperature, so labels, spans and F1 are
+exactly those of the uncalibrated model: only scores move. Words are labelled as the model decodes them.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from tc.core.fs import atomic_write_text
 if TYPE_CHECKING:
     import torch
 
+    from tc.tasks.token_cls.crf import LinearChainCRF
     from tc.tasks.token_cls.predict import Predictor
     from tc.tasks.token_cls.sentence import Sentence
 
@@ -103,27 +105,43 @@ def word_nll(logits: np.ndarray, gold: np.ndarray) -> Callable[[float], float]:
     return lambda t: float(-_log_softmax(logits / t)[np.arange(len(gold)), gold].mean())
 
 
+def word_ids(logits: np.ndarray, counts: Sequence[int], chain: LinearChainCRF | None = None) -> np.ndarray:
+    """(W,) each word's class as the model decodes it: argmax, or with ``chain`` (constrained decoding) its
+    sentence's Viterbi path. Neither depends on a temperature, so the labels are found once."""
+    if chain is None or not len(logits):
+        return logits.argmax(-1)
+    import torch
+
+    mask = np.arange(max(counts))[None, :] < np.asarray(counts)[:, None]  # (S, W)
+    emissions = np.zeros((*mask.shape, logits.shape[1]), dtype=np.float32)
+    emissions[mask] = logits
+    with torch.no_grad():
+        path = chain.decode(torch.from_numpy(emissions), torch.from_numpy(mask))  # (S, W)
+    return path.numpy()[mask]
+
+
 def entity_log_loss(logits: np.ndarray, counts: Sequence[int], gold: Sequence[Sequence[str]],
-                    labels: Sequence[str]) -> Callable[[float], float]:
+                    labels: Sequence[str], ids: np.ndarray | None = None) -> Callable[[float], float]:
     """Binary log loss of entity scores against entity correctness, as a function of T. The predicted
-    entities do not depend on T (argmax is scale-free), so they are found once."""
-    scores, correct = entity_confidences(logits, counts, gold, labels, 1.0)
+    entities do not depend on T (``word_ids``), so they are found once."""
+    ids = logits.argmax(-1) if ids is None else ids
+    scores, correct = entity_confidences(logits, counts, gold, labels, 1.0, ids)
     if len(scores) == 0:
         return lambda t: 0.0
-    spans = _entity_word_spans(logits, counts, labels)
+    spans = _entity_word_spans(ids, counts, labels)
 
     def loss(t: float) -> float:
-        best = np.exp(_log_softmax(logits / t)).max(-1)
+        best = np.exp(_log_softmax(logits / t))[np.arange(len(ids)), ids]
         p = np.clip(np.asarray([best[a:b].mean() for a, b in spans]), 1e-6, 1 - 1e-6)
         return float(-(correct * np.log(p) + (~correct) * np.log1p(-p)).mean())
 
     return loss
 
 
-def _entity_word_spans(logits: np.ndarray, counts: Sequence[int], labels: Sequence[str]) -> list[tuple[int, int]]:
+def _entity_word_spans(ids: np.ndarray, counts: Sequence[int], labels: Sequence[str]) -> list[tuple[int, int]]:
     from tc.tasks.token_cls.predict import word_spans
 
-    ids, spans, start = logits.argmax(-1), [], 0
+    spans, start = [], 0
     for count in counts:
         spans.extend((start + a, start + b) for a, b, _ in word_spans([labels[i] for i in ids[start : start + count]]))
         start += count
@@ -153,12 +171,15 @@ def fit_temperature(objective: Callable[[float], float]) -> float:
 
 
 def entity_confidences(logits: np.ndarray, counts: Sequence[int], gold: Sequence[Sequence[str]],
-                       labels: Sequence[str], temperature: float) -> tuple[np.ndarray, np.ndarray]:
-    """(score, correct) per predicted entity, scored as ``predict.entities`` scores them."""
+                       labels: Sequence[str], temperature: float,
+                       ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(score, correct) per predicted entity, scored as ``predict.entities`` scores them (``ids``: the words'
+    decoded classes, ``word_ids``; argmax when not given)."""
     from tc.tasks.token_cls.predict import word_spans
 
     probs = np.exp(_log_softmax(logits / temperature))
-    ids, best = probs.argmax(-1), probs.max(-1)
+    ids = probs.argmax(-1) if ids is None else ids
+    best = probs[np.arange(len(ids)), ids]
     scores, correct, start = [], [], 0
     for count, gold_labels in zip(counts, gold, strict=True):
         predicted = [labels[i] for i in ids[start : start + count]]
@@ -214,9 +235,10 @@ def calibrate(predictor: Predictor, sentences: Sequence[Sentence], split: str = 
     table = predictor.trained.label_map.label2id
     gold_ids = np.asarray([table.get(label, table.get("O", 0)) for s in labelled for label in s.labels or ()])
     gold = [s.labels or () for s in labelled]
-    objective = entity_log_loss(logits, counts, gold, predictor.labels)  # calibrate what is reported: entity scores
+    ids = word_ids(logits, counts, _chain(predictor))
+    objective = entity_log_loss(logits, counts, gold, predictor.labels, ids)  # calibrate what is reported
     temperature = fit_temperature(objective if objective(1.0) > 0 else word_nll(logits, gold_ids))
-    before, after, entities = _ece_pair(logits, counts, gold, predictor.labels, temperature)
+    before, after, entities = _ece_pair(logits, counts, gold, predictor.labels, temperature, ids)
     return Calibration(temperature, before, after, entities, len(gold_ids), split)
 
 
@@ -228,12 +250,20 @@ def _labelled(sentences: Sequence[Sentence], split: str, purpose: str) -> list[S
     return labelled
 
 
+def _chain(predictor: Predictor) -> LinearChainCRF | None:
+    """The constrained chain the model reads words with (``decoding.word_chain``); None: argmax."""
+    from tc.tasks.token_cls.decoding import word_chain
+
+    trained = predictor.trained
+    return word_chain(trained.config, trained.label_map.labels, trained.label_scheme)
+
+
 def _ece_pair(logits: np.ndarray, counts: Sequence[int], gold: Sequence[Sequence[str]], labels: Sequence[str],
-              temperature: float) -> tuple[float, float, int]:
+              temperature: float, ids: np.ndarray) -> tuple[float, float, int]:
     """Entity ECE at temperature 1 and at ``temperature``, and how many entities were predicted (the same
-    either way: argmax does not depend on the temperature)."""
-    before = entity_confidences(logits, counts, gold, labels, 1.0)
-    after = entity_confidences(logits, counts, gold, labels, temperature)
+    either way: the decoded labels do not depend on the temperature)."""
+    before = entity_confidences(logits, counts, gold, labels, 1.0, ids)
+    after = entity_confidences(logits, counts, gold, labels, temperature, ids)
     return expected_calibration_error(*before), expected_calibration_error(*after), len(before[0])
 
 
@@ -243,7 +273,7 @@ def measure(predictor: Predictor, sentences: Sequence[Sentence], temperature: fl
     labelled = _labelled(sentences, split, "measure calibration on")
     logits, counts = word_logits(predictor, labelled)
     before, after, entities = _ece_pair(logits, counts, [s.labels or () for s in labelled], predictor.labels,
-                                        temperature)
+                                        temperature, word_ids(logits, counts, _chain(predictor)))
     return {"split": split, "entity_ece_before": round(before, 6), "entity_ece_after": round(after, 6),
             "predicted_entities": entities}
 

@@ -120,7 +120,8 @@ def decode_batch(crf: LinearChainCRF, logits: Tensor, batch: Mapping[str, Tensor
     has); the batch must carry ``word_mask`` (``TokenClsDataset(word_mask=True)``)."""
     if WORD_MASK not in batch:
         raise ValueError(f"CRF decoding needs the batch key {WORD_MASK!r}: build the dataset with word_mask=True")
-    words = batch[WORD_MASK].to(device=logits.device, dtype=torch.bool)  # (B, T)
+    # (B, T); a backend with static shapes (cerebras) pads batches with rows it returns no logits for
+    words = batch[WORD_MASK][: logits.shape[0]].to(device=logits.device, dtype=torch.bool)
     host = host_crf(crf)
     with torch.no_grad():
         emissions, mask = compact(logits.float(), words)  # (B, W, C), (B, W)

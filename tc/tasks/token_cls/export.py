@@ -30,6 +30,7 @@ import tc
 from tc.core.errors import TcError
 from tc.core.fs import atomic_write_bytes, atomic_write_text, check_output, current_umask, fsync_dir
 from tc.tasks.token_cls.crf_head import CRF_FILE
+from tc.tasks.token_cls.decoding import word_chain
 from tc.tasks.token_cls.model_dir import TrainedModel, load_trained_model
 
 FORMATS = ("hf", "onnx")
@@ -165,7 +166,7 @@ def model_card(trained: TrainedModel) -> str:
         "```python\nfrom transformers import AutoModelForTokenClassification, AutoTokenizer, pipeline\n\n"
         "model = AutoModelForTokenClassification.from_pretrained(PATH)\n"
         "tokenizer = AutoTokenizer.from_pretrained(PATH)\n\n"
-        "# word-level entities, the same as `tc predict` gives (start, end, type, score):\n"
+        "# word-level entities, as `tc predict` gives them (start, end, type, score):\n"
         f"ner = pipeline(\"token-classification\", model=PATH, {PIPELINE_SETTING})\n"
         "ner(\"Naloxone reverses the antihypertensive effect of clonidine.\")\n```\n\n"
         f"Pass `{PIPELINE_SETTING}`: the pipeline's default (`\"none\"`) returns one row per WordPiece "
@@ -175,7 +176,18 @@ def model_card(trained: TrainedModel) -> str:
         f"{trained.max_sequence_length - 2} subwords: tc cuts them into windows of whole words, the pipeline "
         "truncates unless you also pass `stride`.\n"
         + (CRF_CARD if getattr(trained.config, "head", "softmax") == "crf" else "")
+        + (CONSTRAINED_CARD if word_chain(trained.config, trained.label_map.labels, trained.label_scheme) else "")
     )
+
+
+CONSTRAINED_CARD = (
+    "\n## Decoding\n\ntc reads this model's words with constrained decoding (`model.decoding: constrained`): "
+    "the label sequence with the largest sum of the words' first-subword logits among those IOB2 allows "
+    "(no `I-X` after `O` or after another type), which is each word's argmax wherever that is already valid. "
+    "The pipeline takes each word's argmax, so where that spells an `I-X` with no `B-X`/`I-X` before it, "
+    "its entities differ from `tc predict`'s; `tc.tasks.token_cls.decoding.word_chain` builds the chain tc "
+    "decodes with (`.decode(logits, mask)`).\n"
+)
 
 
 CRF_CARD = (

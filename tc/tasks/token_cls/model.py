@@ -13,9 +13,10 @@ Layout of the state dict (tc's own names)::
     classifier.{weight,bias}
     crf.{start,transitions,end,start_mask,transition_mask,end_mask}   (head crf only)
 
-The head (``head``): ``softmax`` labels each token by its own argmax; ``crf`` reads the classifier's logits as
+The head (``head``): ``softmax`` trains each token on its own label; ``crf`` reads the classifier's logits as
 the emissions of a linear-chain CRF over words, trained by its likelihood and decoded by Viterbi
-(``crf_head.py``).
+(``crf_head.py``). Decoding (``decoding``): the softmax head reads its words by the best label sequence the
+label scheme allows (``constrained``: no ``I-X`` after ``O``) or by each word's own argmax (``argmax``).
 
 Shapes in comments: B batch, T sequence, H hidden, N heads, D head size (H / N), F filter, C classes.
 """
@@ -33,6 +34,7 @@ from torch import Tensor, nn
 from tc.core.errors import ConfigError
 from tc.tasks.token_cls.crf import LinearChainCRF
 from tc.tasks.token_cls.crf_head import HEADS, WORD_MASK, crf_loss, decode_batch
+from tc.tasks.token_cls.decoding import ConstrainedDecoder, check_decoding
 from tc.tasks.token_cls.labels import IGNORE_INDEX  # -100: positions that carry no loss
 from tc.tasks.token_cls.pooling import WORD_IDS, check_pooling, pool_subwords
 
@@ -78,11 +80,14 @@ class BertConfig:
     """``first``, ``mean`` or ``last``: what feeds each word's prediction (``pooling.py``)."""
     head: str = "softmax"
     """``softmax`` or ``crf`` (``model.head``)."""
+    decoding: str = "constrained"
+    """``constrained`` or ``argmax`` (``model.decoding``, ``decoding.py``): how the softmax head reads words."""
 
     def __post_init__(self) -> None:
         if self.head not in HEADS:
             raise ConfigError(f"model.head: {self.head!r} is not one of {', '.join(HEADS)}")
         check_pooling(self.subword_pooling)
+        check_decoding(self.decoding, self.head)
         if self.encoder_nonlinearity not in ACTIVATIONS:
             raise ConfigError(
                 f"model.encoder_nonlinearity: {self.encoder_nonlinearity!r} "
@@ -104,8 +109,8 @@ class BertConfig:
 
     @property
     def uses_word_mask(self) -> bool:
-        """Whether batches must carry the ``word_mask`` key (the CRF chains and decodes words)."""
-        return self.head == "crf"
+        """Whether batches must carry the ``word_mask`` key (the CRF, and constrained decoding, chain words)."""
+        return self.head == "crf" or self.decoding == "constrained"
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -278,6 +283,9 @@ class BertForTokenClassification(nn.Module):
         self.classifier = nn.Linear(config.hidden_size, config.num_classes)
         # unconstrained until crf_head.prepare_head (training) or a checkpoint (inference) sets its masks
         self.crf = LinearChainCRF(config.num_classes) if config.head == "crf" else None
+        # softmax + constrained decoding: set with the label names (decoding.attach_word_decoder); a plain
+        # object, not a submodule, so it is in no state dict and no export
+        self.word_decoder: ConstrainedDecoder | None = None
         self.apply(self._init_weights)
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -323,15 +331,24 @@ class BertForTokenClassification(nn.Module):
         loss = None if labels is None else self.token_loss(logits, labels, attention_mask, batch.get("class_mask"))
         return logits, loss
 
+    def describe(self) -> str:
+        """The head and how it reads words (``tc run --dry-run`` shows it)."""
+        if self.crf is not None:
+            return "CRF head, Viterbi decoding"
+        return f"softmax head, {'constrained' if self.word_decoder is not None else 'argmax'} decoding"
+
     def decode(self, logits: Tensor, batch: Mapping[str, Tensor], scores: bool = False) -> tuple[Tensor, Tensor | None]:
         """Class ids (B, T) from host logits, and with ``scores`` their probabilities: the hook through which
-        ``tc.core.evaluation.run_rows`` reads every evaluation and prediction. softmax: the core's argmax;
-        crf: Viterbi over the batch's words (``crf_head.decode_batch``)."""
-        if self.crf is None:
-            from tc.core.evaluation import argmax_decode
+        ``tc.core.evaluation.run_rows`` reads every evaluation and prediction. crf: Viterbi over the batch's
+        words (``crf_head.decode_batch``); softmax: the same under the scheme's constraints alone once the
+        label names are known (``word_decoder``), else the core's argmax."""
+        if self.crf is not None:
+            return decode_batch(self.crf, logits, batch, scores)
+        if self.word_decoder is not None:
+            return self.word_decoder.decode(logits, batch, scores)
+        from tc.core.evaluation import argmax_decode
 
-            return argmax_decode(logits, batch, scores)
-        return decode_batch(self.crf, logits, batch, scores)
+        return argmax_decode(logits, batch, scores)
 
     def token_loss(self, logits: Tensor, labels: Tensor, attention_mask: Tensor | None,
                    class_mask: Tensor | None = None) -> Tensor:

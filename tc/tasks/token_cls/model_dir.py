@@ -65,9 +65,11 @@ class TrainedModel:
         from tc.tasks.token_cls.task import registered_model
 
         model = registered_model(self.model_name, str(self.model_dir / TASK_FILE)).build(self.config)
+        from tc.tasks.token_cls.decoding import attach_word_decoder
+
         apply_model_state(model, self.state, strict=True, source=self.weights_path,
                           labels=(None, list(self.label_map.labels)))
-        return model.eval()
+        return attach_word_decoder(model, self.label_map.labels, self.label_scheme).eval()
 
 
 def read_task_info(model_dir: Path) -> dict[str, Any]:

@@ -183,14 +183,16 @@ class OnnxRunner:
     """The part of a backend Runner that Predictor uses (``eval_step``), on an onnxruntime session.
 
     ``crf``: the model's CRF head, if it has one; ``model`` then offers its Viterbi ``decode`` (what
-    ``tc.core.evaluation.decoder`` looks up), else it is None and ids are the argmax, as before."""
+    ``tc.core.evaluation.decoder`` looks up). ``decoder``: a softmax model's constrained decoding
+    (``decoding.word_decoder``). With neither, ``model`` is None and ids are the argmax."""
 
-    def __init__(self, path: Path, threads: int | None = None, crf: LinearChainCRF | None = None) -> None:
+    def __init__(self, path: Path, threads: int | None = None, crf: LinearChainCRF | None = None,
+                 decoder: Any = None) -> None:
         import onnxruntime as ort
 
         from tc.tasks.token_cls.crf_head import CrfDecoder
 
-        self.model = None if crf is None else CrfDecoder(crf)
+        self.model = CrfDecoder(crf) if crf is not None else decoder
 
         options = ort.SessionOptions()
         if threads:
@@ -239,6 +241,7 @@ def load_predictor(model_dir: str | Path, precision: str = "fp32", backend: str 
 def _load_predictor(model_dir: str | Path, precision: str, backend: str, checkpoint: str | Path | None,
                     batch_size: int, overrides: Sequence[str]) -> Predictor:
     from tc.tasks.token_cls.crf_head import crf_from_state
+    from tc.tasks.token_cls.decoding import word_decoder
     from tc.tasks.token_cls.model_dir import load_trained_model
     from tc.tasks.token_cls.pooling import refuse_graph_export
     from tc.tasks.token_cls.predict import Predictor, open_backend
@@ -263,7 +266,8 @@ def _load_predictor(model_dir: str | Path, precision: str, backend: str, checkpo
         refuse_graph_export(trained.config, f"--precision {precision}")
         encoder = WordPieceEncoder(trained.vocab_file, do_lower_case=trained.do_lower_case)
         runner = OnnxRunner(cached_onnx(trained, precision), threads=torch.get_num_threads(),
-                            crf=crf_from_state(trained.state, str(trained.weights_path)))
+                            crf=crf_from_state(trained.state, str(trained.weights_path)),
+                            decoder=word_decoder(trained.config, trained.label_map.labels, trained.label_scheme))
     except BaseException:
         hardware.teardown()
         raise

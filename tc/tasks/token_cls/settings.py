@@ -100,9 +100,15 @@ class BertSettings(Section):
     """What feeds a word's prediction: its first piece's hidden state (BERT's recipe), the mean of its pieces'
     or its last piece's (``pooling.py``). The trained model decides it."""
     head: Literal["softmax", "crf"] = "softmax"
-    """Token head: ``softmax`` (each token its own argmax) or ``crf`` (a linear-chain CRF over words whose
-    transitions the label scheme forbids, such as ``O`` -> ``I-X``, are never decoded; Viterbi everywhere,
-    ``tc predict`` and ONNX/int8 included). See ``crf_head.py``."""
+    """Token head: ``softmax`` (each token trained on its own label; words read as ``decoding`` says) or ``crf``
+    (a linear-chain CRF over words whose transitions the label scheme forbids, such as ``O`` -> ``I-X``, are
+    never decoded; Viterbi everywhere, ``tc predict`` and ONNX/int8 included). See ``crf_head.py``."""
+    decoding: Literal["constrained", "argmax"] | None = None
+    """How the softmax head reads its words (``decoding.py``): ``constrained``, the best label sequence the
+    scheme allows (Viterbi over the words' logits with the CRF's constraints and no learned scores: never
+    ``I-X`` after ``O``), or ``argmax``, each word its own best label (BERT's recipe). Unset: constrained, but
+    argmax for the seed label scheme; the CRF head always decodes with its own Viterbi. Not part of the
+    architecture: a trained model directory can be evaluated either way."""
 
     identity_keys: ClassVar[tuple[str, ...]] = (
         "name", "preset", "pretrained", "vocab_size", "hidden_size", "num_hidden_layers", "num_heads", "filter_size",

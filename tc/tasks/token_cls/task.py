@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import os
-from dataclasses import asdict
+from dataclasses import asdict, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -240,6 +240,7 @@ class TokenClassification(Task):
     def model_config(self) -> Any:
         """The model's architecture (its ``configure``), checked against the vocabulary."""
         config = self.model_entry.configure(self.cfg.model, len(self.label_map.labels))
+        config = self._resolve_decoding(config)
         vocab_size = getattr(config, "vocab_size", None)
         if vocab_size is not None and self.encoder.vocab_size != vocab_size:
             raise DataError(
@@ -248,13 +249,28 @@ class TokenClassification(Task):
             )
         return config
 
+    def _resolve_decoding(self, config: Any) -> Any:
+        """``model.decoding`` unset means constrained, except for the seed scheme (argmax: its labels include
+        X, [CLS] and [SEP], and it is the Model Zoo's recipe), where constrained is refused."""
+        if getattr(config, "decoding", None) != "constrained" or self.cfg.train_input.label_scheme == "typed":
+            return config
+        if getattr(config, "head", "softmax") != "softmax":
+            return config  # a CRF decodes with its own Viterbi; prepare_head refuses the seed scheme for it
+        if getattr(self.cfg.model, "decoding", None) == "constrained":
+            raise ConfigError("model.decoding: constrained needs train_input.label_scheme typed (the seed scheme "
+                              "labels subword pieces and special tokens, which the chain over words forbids)")
+        return replace(config, decoding="argmax") if is_dataclass(config) else config
+
     def build_model(self) -> Any:
         """A fresh module of the model ``model.name`` names (``bert``: the encoder from ``model.pretrained``);
-        a CRF head gets the transitions this label map allows (``crf_head.prepare_head``)."""
+        a CRF head gets the transitions this label map allows (``crf_head.prepare_head``), constrained decoding
+        the same constraints (``decoding.attach_word_decoder``)."""
         from tc.tasks.token_cls.crf_head import prepare_head
+        from tc.tasks.token_cls.decoding import attach_word_decoder
 
         module = self.model_entry.build(self.model_config, self.cfg.model)
-        return prepare_head(module, self.label_map.labels, self.cfg.train_input)
+        module = prepare_head(module, self.label_map.labels, self.cfg.train_input)
+        return attach_word_decoder(module, self.label_map.labels, self.cfg.train_input.label_scheme)
 
     def convert_foreign_state(self, path: Path) -> dict[str, Any] | None:
         from tc.tasks.token_cls.hf_bert import load_hf_checkpoint
