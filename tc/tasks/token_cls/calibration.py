@@ -29,7 +29,7 @@ from tc.core.fs import atomic_write_text
 if TYPE_CHECKING:
     import torch
 
-    from tc.tasks.token_cls.crf import LinearChainCRF
+    from tc.tasks.token_cls.decoding import ConstrainedDecoder
     from tc.tasks.token_cls.predict import Predictor
     from tc.tasks.token_cls.sentence import Sentence
 
@@ -105,19 +105,20 @@ def word_nll(logits: np.ndarray, gold: np.ndarray) -> Callable[[float], float]:
     return lambda t: float(-_log_softmax(logits / t)[np.arange(len(gold)), gold].mean())
 
 
-def word_ids(logits: np.ndarray, counts: Sequence[int], chain: LinearChainCRF | None = None) -> np.ndarray:
-    """(W,) each word's class as the model decodes it: argmax, or with ``chain`` (constrained decoding) its
-    sentence's Viterbi path. Neither depends on a temperature, so the labels are found once."""
-    if chain is None or not len(logits):
+def word_ids(logits: np.ndarray, counts: Sequence[int], decoder: ConstrainedDecoder | None = None) -> np.ndarray:
+    """(W,) each word's class as the model decodes it: argmax, or through ``decoder`` (constrained decoding),
+    which reads the sentences as rows of words. Neither depends on a temperature, so the labels are found once."""
+    if decoder is None or not len(logits):
         return logits.argmax(-1)
     import torch
 
+    from tc.tasks.token_cls.crf_head import WORD_MASK
+
     mask = np.arange(max(counts))[None, :] < np.asarray(counts)[:, None]  # (S, W)
-    emissions = np.zeros((*mask.shape, logits.shape[1]), dtype=np.float32)
-    emissions[mask] = logits
-    with torch.no_grad():
-        path = chain.decode(torch.from_numpy(emissions), torch.from_numpy(mask))  # (S, W)
-    return path.numpy()[mask]
+    rows = np.zeros((*mask.shape, logits.shape[1]), dtype=np.float32)  # (S, W, C)
+    rows[mask] = logits
+    ids, _ = decoder.decode(torch.from_numpy(rows), {WORD_MASK: torch.from_numpy(mask)})  # (S, W)
+    return ids.numpy()[mask]
 
 
 def entity_log_loss(logits: np.ndarray, counts: Sequence[int], gold: Sequence[Sequence[str]],
@@ -235,7 +236,7 @@ def calibrate(predictor: Predictor, sentences: Sequence[Sentence], split: str = 
     table = predictor.trained.label_map.label2id
     gold_ids = np.asarray([table.get(label, table.get("O", 0)) for s in labelled for label in s.labels or ()])
     gold = [s.labels or () for s in labelled]
-    ids = word_ids(logits, counts, _chain(predictor))
+    ids = word_ids(logits, counts, _decoder(predictor))
     objective = entity_log_loss(logits, counts, gold, predictor.labels, ids)  # calibrate what is reported
     temperature = fit_temperature(objective if objective(1.0) > 0 else word_nll(logits, gold_ids))
     before, after, entities = _ece_pair(logits, counts, gold, predictor.labels, temperature, ids)
@@ -250,12 +251,12 @@ def _labelled(sentences: Sequence[Sentence], split: str, purpose: str) -> list[S
     return labelled
 
 
-def _chain(predictor: Predictor) -> LinearChainCRF | None:
-    """The constrained chain the model reads words with (``decoding.word_chain``); None: argmax."""
-    from tc.tasks.token_cls.decoding import word_chain
+def _decoder(predictor: Predictor) -> ConstrainedDecoder | None:
+    """The constrained decoding the model reads words with (``decoding.word_decoder``); None: argmax."""
+    from tc.tasks.token_cls.decoding import word_decoder
 
     trained = predictor.trained
-    return word_chain(trained.config, trained.label_map.labels, trained.label_scheme)
+    return word_decoder(trained.config, trained.label_map.labels, trained.label_scheme)
 
 
 def _ece_pair(logits: np.ndarray, counts: Sequence[int], gold: Sequence[Sequence[str]], labels: Sequence[str],
@@ -273,7 +274,7 @@ def measure(predictor: Predictor, sentences: Sequence[Sentence], temperature: fl
     labelled = _labelled(sentences, split, "measure calibration on")
     logits, counts = word_logits(predictor, labelled)
     before, after, entities = _ece_pair(logits, counts, [s.labels or () for s in labelled], predictor.labels,
-                                        temperature, word_ids(logits, counts, _chain(predictor)))
+                                        temperature, word_ids(logits, counts, _decoder(predictor)))
     return {"split": split, "entity_ece_before": round(before, 6), "entity_ece_after": round(after, 6),
             "predicted_entities": entities}
 

@@ -113,15 +113,20 @@ def host_crf(crf: LinearChainCRF) -> LinearChainCRF:
     return copy
 
 
+def batch_words(logits: Tensor, batch: Mapping[str, Tensor]) -> Tensor:
+    """(B, T) bool: the first pieces of the words of the rows ``logits`` (B, T, C) holds. A backend with static
+    shapes (cerebras) pads a batch with rows it returns no logits for, so the mask is cut to ``logits``'s."""
+    if WORD_MASK not in batch:
+        raise ValueError(f"decoding words needs the batch key {WORD_MASK!r}: build the dataset with word_mask=True")
+    return batch[WORD_MASK][: logits.shape[0]].to(device=logits.device, dtype=torch.bool)
+
+
 def decode_batch(crf: LinearChainCRF, logits: Tensor, batch: Mapping[str, Tensor],
                  scores: bool = False) -> tuple[Tensor, Tensor | None]:
     """(B, T) int64 Viterbi tags at the batch's word positions (argmax elsewhere) and, with ``scores``, each
     position's softmax probability of its tag. ``logits`` and ``batch`` are on the host (what ``run_rows``
     has); the batch must carry ``word_mask`` (``TokenClsDataset(word_mask=True)``)."""
-    if WORD_MASK not in batch:
-        raise ValueError(f"CRF decoding needs the batch key {WORD_MASK!r}: build the dataset with word_mask=True")
-    # (B, T); a backend with static shapes (cerebras) pads batches with rows it returns no logits for
-    words = batch[WORD_MASK][: logits.shape[0]].to(device=logits.device, dtype=torch.bool)
+    words = batch_words(logits, batch)  # (B, T)
     host = host_crf(crf)
     with torch.no_grad():
         emissions, mask = compact(logits.float(), words)  # (B, W, C), (B, W)

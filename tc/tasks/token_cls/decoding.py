@@ -31,7 +31,7 @@ from torch import Tensor
 
 from tc.core.errors import ConfigError
 from tc.tasks.token_cls.crf import LinearChainCRF, compact, expand
-from tc.tasks.token_cls.crf_head import WORD_MASK
+from tc.tasks.token_cls.crf_head import batch_words
 
 DECODINGS = ("constrained", "argmax")
 """Values of ``model.decoding``."""
@@ -70,11 +70,7 @@ class ConstrainedDecoder:
         from tc.core.evaluation import argmax_decode
 
         ids, best = argmax_decode(logits, batch, scores)  # (B, T), (B, T) or None
-        if WORD_MASK not in batch:
-            raise ValueError(f"constrained decoding needs the batch key {WORD_MASK!r}: build the dataset with "
-                             "word_mask=True")
-        # (B, T); a backend with static shapes pads batches with rows it returns no logits for
-        words = batch[WORD_MASK][: logits.shape[0]].to(device=ids.device, dtype=torch.bool)
+        words = batch_words(logits, batch)  # (B, T)
         tags, mask = compact(ids, words)  # (B, W): each row's words' argmax, left-aligned
         if tags.shape[1] == 0:
             return ids, best

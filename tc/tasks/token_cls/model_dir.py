@@ -62,11 +62,10 @@ class TrainedModel:
     def build_model(self) -> torch.nn.Module:
         """The network with these weights; a checkpoint that does not fit the config is refused."""
         from tc.core.checkpoint import apply_model_state
+        from tc.tasks.token_cls.decoding import attach_word_decoder
         from tc.tasks.token_cls.task import registered_model
 
         model = registered_model(self.model_name, str(self.model_dir / TASK_FILE)).build(self.config)
-        from tc.tasks.token_cls.decoding import attach_word_decoder
-
         apply_model_state(model, self.state, strict=True, source=self.weights_path,
                           labels=(None, list(self.label_map.labels)))
         return attach_word_decoder(model, self.label_map.labels, self.label_scheme).eval()
