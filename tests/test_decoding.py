@@ -139,7 +139,9 @@ def test_dry_run_says_how_words_are_read() -> None:
     for extra, says in (((), "softmax head, constrained decoding"),
                         (("--set", "model.decoding=argmax"), "softmax head, argmax decoding"),
                         (("--set", "train_input.label_scheme=seed"), "softmax head, argmax decoding"),
-                        (("--set", "model.head=crf"), "CRF head, Viterbi decoding")):
+                        (("--set", "model.head=crf"), "CRF head, Viterbi decoding"),
+                        (("--set", "model.subword_pooling=last"),
+                         "constrained decoding, words pooled from the last of their pieces")):
         proc = run_tc("run", "--config", str(TINY), "--dry-run", "--set", "train_input.max_sentences=20", *extra)
         assert proc.returncode == 0, proc.stderr
         assert says in " ".join(proc.stdout.split()), extra

@@ -332,10 +332,14 @@ class BertForTokenClassification(nn.Module):
         return logits, loss
 
     def describe(self) -> str:
-        """The head and how it reads words (``tc run --dry-run`` shows it)."""
+        """The head, how it reads words and, where not the first piece, whose hidden states feed a word
+        (``tc run --dry-run`` shows it: each is a setting a trained model keeps)."""
         if self.crf is not None:
-            return "CRF head, Viterbi decoding"
-        return f"softmax head, {'constrained' if self.word_decoder is not None else 'argmax'} decoding"
+            head = "CRF head, Viterbi decoding"
+        else:
+            head = f"softmax head, {'constrained' if self.word_decoder is not None else 'argmax'} decoding"
+        pooling = self.config.subword_pooling
+        return head if pooling == "first" else f"{head}, words pooled from the {pooling} of their pieces"
 
     def decode(self, logits: Tensor, batch: Mapping[str, Tensor], scores: bool = False) -> tuple[Tensor, Tensor | None]:
         """Class ids (B, T) from host logits, and with ``scores`` their probabilities: the hook through which
