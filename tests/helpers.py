@@ -48,11 +48,13 @@ LENGTHS = (12, 9, 5, 2)
 
 def run_tc(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
            timeout: float = 600, check: bool = False) -> subprocess.CompletedProcess[str]:
-    """Run ``tc ARGS`` as a user would; returns the finished process (stdout/stderr as text)."""
-    full_env = {**os.environ, "COLUMNS": "200", "TC_CACHE_DIR": os.environ.get("TC_CACHE_DIR", "")}
-    full_env.pop("TC_CACHE_DIR") if not full_env["TC_CACHE_DIR"] else None
-    full_env.update(env or {})
-    proc = subprocess.run([TC, *args], capture_output=True, text=True, env=full_env, cwd=cwd or ROOT,
+    """Run ``tc ARGS`` as a user would; returns the finished process (stdout/stderr as text).
+
+    ``cwd`` defaults to the current directory, which conftest.py makes each test's own ``tmp_path`` (and a
+    session folder for session fixtures): a ``./model_dir`` or ``runs/`` that ``make demo`` left in the
+    checkout is never seen, and nothing a test's ``tc`` writes by default lands there."""
+    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
+    proc = subprocess.run([TC, *args], capture_output=True, text=True, env=full_env, cwd=cwd or Path.cwd(),
                           timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"tc {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
@@ -92,10 +94,14 @@ def write(path: Path, content: str | bytes) -> Path:
 
 
 def pip_install_target(package: Path, target: Path) -> None:
-    """pip-install ``package`` into ``target`` (a folder later put on PYTHONPATH), offline-safe."""
+    """pip-install ``package`` into ``target`` (a folder later put on PYTHONPATH), offline-safe. The build
+    runs on a copy beside ``target``: setuptools writes ``build/`` and ``*.egg-info`` into the source tree,
+    which is the checkout's."""
+    source = shutil.copytree(package, target.parent / f"{target.name}-source-{package.name}",
+                             ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--target", str(target), str(package)],
+         "--target", str(target), str(source)],
         check=True, capture_output=True, text=True, timeout=300,
     )
 
@@ -254,6 +260,7 @@ def case_test(cases: dict[str, Case]) -> Callable[..., None]:
     ``test_bad_input_gives_one_clear_line = case_test(CASES)``."""
     import pytest
 
+    @pytest.mark.cli
     @pytest.mark.parametrize("name", list(cases))
     def test_bad_input_gives_one_clear_line(name: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
         check_case(cases[name], tmp_path, lambda: request.getfixturevalue("trained"))

@@ -34,6 +34,7 @@ def predict(model_dir: Path, tmp_path: Path, name: str) -> list[dict]:
     return read_jsonl(out)
 
 
+@pytest.mark.cli
 def test_calibrate_lowers_entity_ece_and_moves_only_scores(model_dir: Path, tmp_path: Path) -> None:
     copy = tmp_path / "model"
     shutil.copytree(model_dir, copy)
@@ -59,6 +60,7 @@ def test_calibrate_lowers_entity_ece_and_moves_only_scores(model_dir: Path, tmp_
     assert f"error: {copy / CALIBRATION_FILE}: unreadable (" in proc.stderr and "rerun tc calibrate" in proc.stderr
 
 
+@pytest.mark.cli
 def test_held_out_split_must_differ_from_the_fitted_one(model_dir: Path) -> None:
     proc = run_tc("calibrate", "--model-dir", str(model_dir), "--held-out", "devel", *ONE_THREAD)
     assert proc.returncode == 2 and not (model_dir / CALIBRATION_FILE).exists()

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from helpers import ROOT, TINY, Rows, read_jsonl, run_tc, weights
+from helpers import TINY, Rows, read_jsonl, run_tc, weights
 
 from tc.backends.cerebras import (
     CerebrasBackend,
@@ -49,7 +49,7 @@ from tc.core.jobs import open_job
 from tc.core.trainer import runner_for_eval
 
 backend_name, checkpoint, model_dir, out, *sets = sys.argv[1:]
-job = open_job("token_cls", backend_name, Path("configs/tiny_token_cls.yaml"),
+job = open_job("token_cls", backend_name, Path(TINY_CONFIG),
                [f"runconfig.model_dir={model_dir}", f"runconfig.checkpoint_path={checkpoint}", *sets])
 task, backend, cfg = job.task, job.backend, job.cfg
 backend.setup()
@@ -58,7 +58,7 @@ pad_to = cfg.eval_input.max_sequence_length if backend.static_shapes else None
 rows = predict_rows(runner, backend, task.dataset("test"), cfg.eval_input.batch_size, pad_to)
 backend.teardown()
 Path(out).write_text(json.dumps({str(k): v.tolist() for k, v in sorted(rows.items())}))
-"""
+""".replace("TINY_CONFIG", repr(str(TINY)))
 
 SCHEDULE = """
 import json, sys, tempfile
@@ -90,7 +90,7 @@ SCHEDULES = [(3, 10, "linear", 0), (3, 10, "linear", 2), (3, 10, "linear", 6), (
 def cerebras_tc(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """``tc ARGS`` run by the cerebras venv's python (its tc is this checkout, installed editable)."""
     proc = subprocess.run([CEREBRAS_PYTHON, "-m", "tc.cli", *args], capture_output=True, text=True,
-                          env={**os.environ, **THREADS}, cwd=ROOT, timeout=1800)
+                          env={**os.environ, **THREADS}, cwd=Path.cwd(), timeout=1800)
     if check and proc.returncode != 0:
         raise AssertionError(f"tc {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -98,7 +98,7 @@ def cerebras_tc(*args: str, check: bool = True) -> subprocess.CompletedProcess[s
 
 def predictions(python: str, backend: str, checkpoint: Path, model_dir: Path, out: Path, *sets: str) -> dict:
     subprocess.run([python, "-c", PREDICT, backend, str(checkpoint), str(model_dir), str(out), *sets],
-                   check=True, capture_output=True, text=True, env={**os.environ, **THREADS}, cwd=ROOT,
+                   check=True, capture_output=True, text=True, env={**os.environ, **THREADS}, cwd=Path.cwd(),
                    timeout=900)
     return json.loads(out.read_text())
 
@@ -263,6 +263,7 @@ def test_cstorch_schedule_equals_optimspec_also_when_resumed() -> None:
 
 
 # -- without cstorch ----------------------------------------------------------------------------------
+@pytest.mark.cli
 @pytest.mark.skipif(importlib.util.find_spec("cerebras") is not None, reason="cerebras is installed here")
 def test_unavailable_without_cstorch_names_the_install() -> None:
     available = CerebrasBackend.is_available()

@@ -41,6 +41,7 @@ def test_checkpoint_files_carry_the_step_and_keep_last_n(uninterrupted: Path) ->
     assert not list(uninterrupted.glob(".*.tmp"))
 
 
+@pytest.mark.cli
 def test_kill_9_then_rerun_is_bit_identical(uninterrupted: Path, tmp_path: Path) -> None:
     args = train_args(tmp_path, 40, 10)
     proc = subprocess.Popen([TC, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -58,6 +59,7 @@ def test_kill_9_then_rerun_is_bit_identical(uninterrupted: Path, tmp_path: Path)
     assert all(torch.equal(ours[k], theirs[k]) for k in ours)
 
 
+@pytest.mark.cli
 def test_corrupt_latest_checkpoint_falls_back_to_previous(uninterrupted: Path, tmp_path: Path) -> None:
     for step in (30, 40):
         (tmp_path / f"checkpoint_{step}.pt").write_bytes((uninterrupted / f"checkpoint_{step}.pt").read_bytes())
@@ -69,6 +71,7 @@ def test_corrupt_latest_checkpoint_falls_back_to_previous(uninterrupted: Path, t
     assert torch.load(tmp_path / "checkpoint_45.pt", weights_only=True)["global_step"] == 45
 
 
+@pytest.mark.cli
 def test_pickle_payload_is_refused_not_executed(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     evil = tmp_path / "checkpoint_7.pt"
@@ -84,6 +87,7 @@ def test_pickle_payload_is_refused_not_executed(tmp_path: Path) -> None:
     assert proc.returncode == 2 and not marker.exists()
 
 
+@pytest.mark.cli
 def test_sigterm_finishes_the_step_checkpoints_and_exits_nonzero(tmp_path: Path) -> None:
     args = train_args(tmp_path, 100000, 100000)
     proc = subprocess.Popen([TC, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -97,6 +101,7 @@ def test_sigterm_finishes_the_step_checkpoints_and_exits_nonzero(tmp_path: Path)
     assert torch.load(tmp_path / f"checkpoint_{saved[0]}.pt", weights_only=True)["global_step"] == saved[0]
 
 
+@pytest.mark.cli
 def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path: Path) -> None:
     proc = run_tc(*train_args(tmp_path, 200, 1), "--set", "optimizer.learning_rate=1e30",
                   "--set", "optimizer.max_gradient_norm=null", "--set", "optimizer.warmup_ratio=0")
@@ -111,6 +116,7 @@ MINILM_ARCH = ["--set", "model.preset=minilm", "--set", "model.pretrained=null",
                "--set", "model.max_position_embeddings=512"]
 
 
+@pytest.mark.cli
 def test_hf_directory_strict_then_non_strict(tmp_path: Path) -> None:
     base = ["run", "--config", str(TINY), "--mode", "train", "--checkpoint-path", str(MINILM),
             "--set", "runconfig.max_steps=2", "--set", "train_input.max_sentences=64", *MINILM_ARCH, *QUICK]
@@ -126,6 +132,7 @@ def test_hf_directory_strict_then_non_strict(tmp_path: Path) -> None:
     assert loaded["encoder.layers.0.attn.qkv.weight"].shape == (3 * 384, 384)
 
 
+@pytest.mark.cli
 def test_other_label_set_needs_non_strict(tmp_path: Path) -> None:
     seed_dir = tmp_path / "seed"
     run_tc(*train_args(seed_dir, 5, 5), "--set", "train_input.label_scheme=seed", check=True)
@@ -147,6 +154,7 @@ def test_other_label_set_needs_non_strict(tmp_path: Path) -> None:
         assert (after[key] - before[key]).abs().max() < 0.015, key
 
 
+@pytest.mark.cli
 def test_load_checkpoint_states_parts(uninterrupted: Path, tmp_path: Path) -> None:
     source = uninterrupted / "checkpoint_30.pt"
     args = ["run", "--config", str(TINY), "--mode", "train", "--checkpoint-path", str(source),
@@ -159,6 +167,7 @@ def test_load_checkpoint_states_parts(uninterrupted: Path, tmp_path: Path) -> No
     assert bad.returncode == 2 and "unknown part 'weights'" in bad.stderr
 
 
+@pytest.mark.cli
 def test_eval_mode_on_a_trained_model_dir(uninterrupted: Path) -> None:
     proc = run_tc("run", "--config", str(TINY), "--model-dir", str(uninterrupted), "--mode", "eval", "--json",
                   check=True)

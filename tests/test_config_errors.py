@@ -198,6 +198,7 @@ DOCUMENTED = {*CASES, "debug-traceback"}
 test_bad_input_gives_one_clear_line = case_test(CASES)
 
 
+@pytest.mark.cli
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     bad = write(tmp_path / "run.yaml", "train_input:\n  batch_size: 0\n")
     proc = run_tc("--debug", "run", "--config", str(bad))
@@ -206,12 +207,14 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {bad}:2: train_input.batch_size")
 
 
+@pytest.mark.cli
 def test_empty_model_dir_writes_nothing_into_the_working_directory(tmp_path: Path) -> None:
     proc = run_tc("run", "--config", str(TINY), *SMALL, "--model-dir", "", cwd=tmp_path)
     assert proc.returncode == 2 and list(tmp_path.iterdir()) == []
 
 
 # -- the model directory knows its model ---------------------------------------------------------
+@pytest.mark.cli
 def test_eval_without_config_builds_the_trained_model(trained: Path, tmp_path: Path) -> None:
     """The README's ``tc run --model-dir M --mode eval`` on a model trained with the tiny config: the
     model directory's config.yaml is the base (tiny BERT, its data), ``--set`` still applies."""
@@ -230,6 +233,7 @@ def test_eval_without_config_builds_the_trained_model(trained: Path, tmp_path: P
     assert shown["runconfig"]["checkpoint_path"] is None
 
 
+@pytest.mark.cli
 def test_resume_without_config_continues_the_trained_model(trained: Path, tmp_path: Path) -> None:
     """A run length typed on the command line replaces the trained one; the tiny run resumes 2 -> 3."""
     model_dir = tmp_path / "M"
@@ -243,6 +247,7 @@ def test_resume_without_config_continues_the_trained_model(trained: Path, tmp_pa
     assert saved["runconfig"]["num_epochs"] is None  # one run length in the resolved config, the one used
 
 
+@pytest.mark.cli
 def test_a_set_that_disagrees_with_the_model_dir_is_an_explicit_override(trained: Path, tmp_path: Path) -> None:
     """Only a ``--config`` file is checked against the trained config; a ``--set`` wins, and what it breaks
     is reported where it breaks (here: the checkpoint no longer fits)."""
@@ -253,6 +258,7 @@ def test_a_set_that_disagrees_with_the_model_dir_is_an_explicit_override(trained
 
 
 # -- --set of a mapping merges -------------------------------------------------------------------
+@pytest.mark.cli
 def test_set_of_a_mapping_merges_into_its_section(tmp_path: Path) -> None:
     proc = run_tc("run", "--config", str(TINY), "--dry-run", "--set", "train_input={batch_size: 8}", cwd=tmp_path,
                   env={"COLUMNS": "400"})
@@ -262,6 +268,7 @@ def test_set_of_a_mapping_merges_into_its_section(tmp_path: Path) -> None:
     assert shown["train_input"]["max_sentences"] == 800 and shown["train_input"]["max_sequence_length"] == 64
 
 
+@pytest.mark.cli
 def test_data_dir_that_is_a_broken_symlink_says_so(tmp_path: Path) -> None:
     link = tmp_path / "d"
     link.symlink_to(tmp_path / "nowhere")
@@ -290,6 +297,7 @@ def test_label_map_ids_must_be_integers_not_booleans(tmp_path: Path) -> None:
 
 
 # -- safe parsing --------------------------------------------------------------------------------
+@pytest.mark.cli
 def test_config_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
     """From an unrelated working directory, YAML paths mean the config's folder and ``--set`` paths
     the working directory."""

@@ -201,6 +201,7 @@ def test_cadence_is_the_loops_schedule() -> None:
     assert not any(no_selection.evaluates(s) for s in range(1, 8)) and no_selection.pauses(0, 7) == [3, 6, 7]
 
 
+@pytest.mark.cli
 def test_thread_alias_conflict_is_a_one_line_cli_error(tmp_path: Path) -> None:
     proc = run_tc("run", "--config", str(TINY), "--model-dir", str(tmp_path), "--dry-run",
                   "--set", "cpu.num_threads=3", "--set", "runconfig.num_threads=2")

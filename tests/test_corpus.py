@@ -80,6 +80,7 @@ def interrupt(model_dir: Path, source: Path, out: Path) -> dict:
     return state
 
 
+@pytest.mark.cli
 def test_kill_9_then_rerun_equals_an_uninterrupted_run(model_dir: Path, corpus: Path, reference: Path,
                                                       tmp_path: Path) -> None:
     out = tmp_path / "tagged.jsonl"
@@ -96,6 +97,7 @@ def test_kill_9_then_rerun_equals_an_uninterrupted_run(model_dir: Path, corpus: 
     assert [p.name for p in tmp_path.iterdir()] == ["tagged.jsonl"]
 
 
+@pytest.mark.cli
 def test_two_processes_write_what_one_does(model_dir: Path, corpus: Path, reference: Path, tmp_path: Path) -> None:
     out = tmp_path / "two.jsonl"
     proc = predict(model_dir, corpus, out, "--num-processes", "2")
@@ -106,6 +108,7 @@ def test_two_processes_write_what_one_does(model_dir: Path, corpus: Path, refere
     assert [p.name for p in tmp_path.iterdir()] == ["two.jsonl"]
 
 
+@pytest.mark.cli
 def test_conll_on_two_processes_and_stdout_agree(model_dir: Path, tmp_path: Path) -> None:
     """CoNLL blocks (sentences and the blank lines between them) shard and stream the same way."""
     source = tmp_path / "test.tsv"
@@ -136,6 +139,7 @@ def test_conll_documents_are_counted_at_docstart_lines() -> None:
     assert set(_documents([b for b in blocks[:400] if b.is_sentence or not b.lines[0].startswith("-DOC")])) == {0}
 
 
+@pytest.mark.cli
 def test_stdout_and_a_file_get_the_same_bytes(model_dir: Path, corpus: Path, reference: Path) -> None:
     piped = run_tc("predict", "--model-dir", str(model_dir), "-i", str(corpus), *CHUNK, *ONE_THREAD, "-q")
     assert piped.returncode == 0, piped.stderr
@@ -155,6 +159,7 @@ def tree(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.cli
 def test_an_existing_output_is_replaced_only_with_overwrite(model_dir: Path, corpus: Path, reference: Path,
                                                             tmp_path: Path) -> None:
     out = tmp_path / "mine.jsonl"
@@ -167,6 +172,7 @@ def test_an_existing_output_is_replaced_only_with_overwrite(model_dir: Path, cor
     assert out.read_bytes() == reference.read_bytes()
 
 
+@pytest.mark.cli
 def test_a_rerun_that_differs_is_refused_with_what_differs(model_dir: Path, corpus: Path, interrupted: Path,
                                                           tmp_path: Path) -> None:
     out = tmp_path / "tagged.jsonl"
@@ -199,6 +205,7 @@ def test_a_rerun_that_differs_is_refused_with_what_differs(model_dir: Path, corp
     assert tree(partial) == before and not out.exists()
 
 
+@pytest.mark.cli
 def test_overwrite_starts_an_interrupted_run_over(model_dir: Path, corpus: Path, interrupted: Path,
                                                   reference: Path, tmp_path: Path) -> None:
     out = tmp_path / "tagged.jsonl"
@@ -210,12 +217,14 @@ def test_overwrite_starts_an_interrupted_run_over(model_dir: Path, corpus: Path,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tagged.jsonl"]
 
 
+@pytest.mark.cli
 def test_processes_need_a_file_in_and_out(model_dir: Path, corpus: Path) -> None:
     proc = run_tc("predict", "--model-dir", str(model_dir), "-i", str(corpus), "--num-processes", "2")
     assert refused(proc) == ("--num-processes 2: needs --input FILE and --output FILE (every rank reads the "
                              "input and writes its shard beside the output)")
 
 
+@pytest.mark.cli
 def test_progress_line_has_a_share_and_an_eta(model_dir: Path, corpus: Path, tmp_path: Path) -> None:
     proc = predict(model_dir, corpus, tmp_path / "p.jsonl", env={"TC_PROGRESS_SECONDS": "0"})
     assert proc.returncode == 0, proc.stderr

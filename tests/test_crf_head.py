@@ -83,6 +83,7 @@ def test_viterbi_never_decodes_a_forbidden_transition(crf_model: Path, test_sent
     assert any(label != "O" for labels in viterbi for label in labels)
 
 
+@pytest.mark.cli
 def test_predict_torch_equals_onnx(crf_model: Path, test_sentences: list, tmp_path: Path) -> None:
     source = tmp_path / "docs.txt"
     source.write_text("\n".join(" ".join(s.words) for s in test_sentences[:120]) + "\n", encoding="utf-8")
@@ -121,6 +122,7 @@ def hf_export(crf_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     return out
 
 
+@pytest.mark.cli
 def test_hf_export_loads_in_transformers(crf_model: Path, hf_export: Path) -> None:
     transformers = pytest.importorskip("transformers")
     model, info = transformers.AutoModelForTokenClassification.from_pretrained(hf_export, output_loading_info=True)
@@ -137,6 +139,7 @@ def test_hf_export_loads_in_transformers(crf_model: Path, hf_export: Path) -> No
     run_tc("export", "--model-dir", str(crf_model), "--format", "hf", str(hf_export), "--overwrite", check=True)
 
 
+@pytest.mark.cli
 def test_pretrained_start_gets_a_fresh_crf(hf_export: Path, tmp_path: Path) -> None:
     """``model.pretrained`` (here the export, a Hugging Face folder) loads; the CRF starts afresh."""
     out = tmp_path / "model"
@@ -145,6 +148,7 @@ def test_pretrained_start_gets_a_fresh_crf(hf_export: Path, tmp_path: Path) -> N
     assert weights(out / "checkpoint_2.pt")["crf.transitions"].abs().max() < 0.01  # 2 steps from zero
 
 
+@pytest.mark.cli
 def test_softmax_checkpoint_loads_into_a_crf_model_non_strictly(trained: Path, tmp_path: Path) -> None:
     """(Strict loading refuses it: ``missing keys: crf.start, ...``, the generic rule.)"""
     base = ["run", "--config", str(TINY), *SMALL, *CRF, "--mode", "train", *ONE_THREAD,
@@ -190,11 +194,13 @@ CASES = {
 }
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize("name", list(CASES))
 def test_refused_combinations(name: str, tmp_path: Path) -> None:
     check_case(CASES[name], tmp_path, lambda: tmp_path)
 
 
+@pytest.mark.cli
 def test_calibrate_refuses_a_crf_model(crf_model: Path) -> None:
     proc = run_tc("calibrate", "--model-dir", str(crf_model), *ONE_THREAD)
     assert refused(proc) == (f"{crf_model}: tc calibrate scales softmax scores; this model has model.head crf, "

@@ -14,6 +14,7 @@ from tc.backends.cuda import CudaBackend
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 
 
+@pytest.mark.cli
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_cuda_backend_refuses_with_the_reason(tmp_path: Path) -> None:
     proc = run_tc("run", "--backend", "cuda", "--config", str(TINY), "--model-dir", str(tmp_path))
@@ -62,6 +63,7 @@ def test_dry_run_path_knows_the_device_before_setup(monkeypatch: pytest.MonkeyPa
     assert CudaBackend(cuda_config()).precision().name == expected  # fp32 default: bf16 where the GPU has it
 
 
+@pytest.mark.cli
 def test_dry_run_describes_the_cuda_backend(tmp_path: Path) -> None:
     proc = run_tc("run", "--backend", "cuda", "--config", str(TINY), "--model-dir", str(tmp_path), "--dry-run")
     assert proc.returncode == 0, proc.stderr

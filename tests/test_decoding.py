@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +113,7 @@ def test_decoder_equals_viterbi_of_the_chain_on_every_row(labels: tuple[str, ...
     assert changed > 10
 
 
+@pytest.mark.cli
 def test_onnx_session_decodes_the_same(near_random: Path, tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
     source = tmp_path / "in.tsv"
@@ -125,16 +127,38 @@ def test_onnx_session_decodes_the_same(near_random: Path, tmp_path: Path) -> Non
     assert onnx == fp32 and predicted.count("I-Chemical") > 20 and valid_iob2(predicted)
 
 
+@pytest.mark.cli
 def test_eval_scores_either_decoding_of_one_model_directory(near_random: Path, tmp_path: Path) -> None:
-    f1 = {}
+    """``tc run --mode eval --set model.decoding=D`` scores exactly the labels ``tc predict`` writes for a
+    model directory whose tc_task.json says D: the test F1 recomputed from the predicted file equals the eval's,
+    for both decodings, and only argmax spells invalid IOB2."""
+    from tc.tasks.token_cls.metrics import entity_scores
+
+    blocks = (DATA / "test.tsv").read_text(encoding="utf-8").split("\n\n")
+    blocks = [b for b in blocks if b.strip() and not b.startswith("-DOCSTART-")][:200]
+    source = tmp_path / "in.tsv"
+    source.write_text("\n\n".join(blocks) + "\n", encoding="utf-8")
+    gold = [[line.split("\t")[-1] for line in b.splitlines()] for b in blocks]
     for decoding in ("constrained", "argmax"):
         proc = run_tc("run", "--mode", "eval", "--model-dir", str(near_random), "--set",
                       f"model.decoding={decoding}", "--set", "eval_input.max_sentences=200", *ONE_THREAD, "--json",
                       check=True)
-        f1[decoding] = json.loads(proc.stdout.strip().splitlines()[-1])["f1"]
-    assert f1["constrained"] != f1["argmax"]
+        f1 = json.loads(proc.stdout.strip().splitlines()[-1])["f1"]
+        model = tmp_path / decoding
+        shutil.copytree(near_random, model)
+        task = json.loads((model / "tc_task.json").read_text(encoding="utf-8"))  # what predict rebuilds
+        task["model_config"]["decoding"] = decoding
+        (model / "tc_task.json").write_text(json.dumps(task), encoding="utf-8")
+        out = tmp_path / f"{decoding}.tsv"
+        run_tc("predict", "--model-dir", str(model), "-i", str(source), "-o", str(out), *ONE_THREAD, check=True)
+        predicted = [[line.split("\t")[-1] for line in b.splitlines()]
+                     for b in out.read_text(encoding="utf-8").split("\n\n") if b.strip()]
+        assert [len(p) for p in predicted] == [len(g) for g in gold]
+        assert f1 == pytest.approx(entity_scores(gold, predicted)["f1"], abs=1e-6), decoding
+        assert all(valid_iob2(p) for p in predicted) == (decoding == "constrained"), decoding
 
 
+@pytest.mark.cli
 def test_dry_run_says_how_words_are_read() -> None:
     for extra, says in (((), "softmax head, constrained decoding"),
                         (("--set", "model.decoding=argmax"), "softmax head, argmax decoding"),
@@ -147,6 +171,7 @@ def test_dry_run_says_how_words_are_read() -> None:
         assert says in " ".join(proc.stdout.split()), extra
 
 
+@pytest.mark.cli
 def test_seed_scheme_keeps_argmax(tmp_path: Path) -> None:
     run_tc("run", "--config", str(TINY), "--model-dir", str(tmp_path / "m"), *NEAR_RANDOM, *ONE_THREAD,
            "--set", "train_input.label_scheme=seed", check=True)

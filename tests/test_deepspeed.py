@@ -175,6 +175,7 @@ def test_resume_after_killing_every_process(zero2: Path, tmp_path: Path) -> None
          "deepspeed.config: DeepSpeed rejects the config"),
     ],
 )
+@pytest.mark.cli
 def test_bad_settings_fail_before_launching(tmp_path: Path, extra: list[str], message: str) -> None:
     proc = run_tc("run", "--task", "token_cls", "--backend", "deepspeed", "--config", str(TINY),
                   "--model-dir", str(tmp_path), *extra, env=ENV)

@@ -40,6 +40,7 @@ def tc_run(model_dir: Path, *args: str) -> tuple[int, str, str]:
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize("fmt", sorted(FORMATS))
 def test_run_on_documents_reports_alignment_scores_mentions_and_writes_predictions(fmt: str, tmp_path: Path) -> None:
     data = document_dir(tmp_path / "docs", fmt)
@@ -68,6 +69,7 @@ def test_run_on_documents_reports_alignment_scores_mentions_and_writes_predictio
     assert sum(len(d.mentions) for d in predicted) == results["mentions"]["predicted"]
 
 
+@pytest.mark.cli
 def test_tsv_data_dir_is_read_as_before_without_mention_scores(tmp_path: Path) -> None:
     model = tmp_path / "model"
     rc, _, err = tc_run(model)
@@ -77,6 +79,7 @@ def test_tsv_data_dir_is_read_as_before_without_mention_scores(tmp_path: Path) -
     assert "aligned exactly" not in err
 
 
+@pytest.mark.cli
 def test_eval_mode_on_documents_scores_the_model_dir_and_writes_predictions(tmp_path: Path) -> None:
     data = document_dir(tmp_path / "docs")
     model = tmp_path / "model"
@@ -145,6 +148,7 @@ def test_context_tokens_feed_neighbours_without_loss_or_predictions() -> None:
     assert ctx.word_predictions(rows) == [list(s.labels) for s in corpus.sentences]
 
 
+@pytest.mark.cli
 def test_iob_context_stops_at_docstart_lines_of_the_shipped_bc5cdr_chem(tmp_path: Path) -> None:
     """The shipped IOB files mark their abstracts with -DOCSTART- (aligned to the CDR PubTator text by
     data/mark_documents.py); context is read inside an abstract, never across two."""
@@ -192,6 +196,7 @@ def test_iob_context_stops_at_docstart_lines_of_the_shipped_bc5cdr_chem(tmp_path
     assert (whole.row_left[:n][starts[:n]][1:] > 0).mean() > 0.9
 
 
+@pytest.mark.cli
 def test_context_tokens_train_and_evaluate_end_to_end(tmp_path: Path) -> None:
     data = document_dir(tmp_path / "docs")
     model = tmp_path / "model"
@@ -263,6 +268,7 @@ def test_corpus_rows_give_no_gradient_to_classes_their_corpus_does_not_annotate(
     assert dataset.collate(ncbi_rows)["class_mask"].tolist() == [[False, True, False, True, True]] * len(ncbi_rows)
 
 
+@pytest.mark.cli
 def test_multi_corpus_run_evaluates_per_corpus_and_overall(tmp_path: Path) -> None:
     model = tmp_path / "model"
     rc, out, err = tc_run(model, "--set", CORPORA, "--set", "train_input.max_sentences=120",
@@ -279,6 +285,7 @@ def test_multi_corpus_run_evaluates_per_corpus_and_overall(tmp_path: Path) -> No
     assert set(labels) == {"B-Chemical", "I-Chemical", "B-Disease", "I-Disease", "O"}
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize("config", ["bc5cdr_pubtator.yaml", "multi_corpus_chem_disease.yaml"])
 def test_shipped_document_configs_dry_run_and_train_tiny(config: str, tmp_path: Path) -> None:
     path = ROOT / "configs" / config
@@ -303,6 +310,7 @@ def test_shipped_document_configs_dry_run_and_train_tiny(config: str, tmp_path: 
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.cli
 def test_error_documents_offset_mismatch(tmp_path: Path) -> None:
     data = document_dir(tmp_path / "d", docs=3)
     lines = (data / "train.pubtator").read_text().split("\n")

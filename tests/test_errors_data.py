@@ -100,6 +100,7 @@ DOCUMENTED = {*CASES, "prepare-output-not-writable"}
 test_bad_input_gives_one_clear_line = case_test(CASES)
 
 
+@pytest.mark.cli
 def test_prepare_into_an_unwritable_output_dir(tmp_path: Path) -> None:
     data = dataset_dir(tmp_path / "raw", "Aspirin\tB-Chemical\nworks\tO\n")
     target = write(tmp_path / "file", "") / "prepared"
@@ -152,9 +153,25 @@ def first_column(line: str) -> str:
 @HOSTILE
 @given(content=raw_or_text())
 def test_any_config_vocab_or_label_file_loads_or_raises_a_tc_error(content: bytes) -> None:
-    for suffix, read in ((".yaml", load_raw), (".txt", WordPieceEncoder), (".json", LabelMap.load)):
-        with file_with(content, suffix) as path, contextlib.suppress(TcError):
-            read(path)
+    """Whatever the bytes: a refusal is a TcError whose message starts with the file's path, and what loads
+    is well-formed (a YAML mapping; a vocabulary with its four special tokens at distinct ids; labels that
+    are distinct strings)."""
+
+    def wordpiece_ok(encoder: WordPieceEncoder) -> bool:
+        return len({encoder.pad_id, encoder.unk_id, encoder.cls_id, encoder.sep_id}) == 4
+
+    def labels_ok(labels: LabelMap) -> bool:
+        return len(set(labels.labels)) == len(labels.labels) and all(isinstance(x, str) for x in labels.labels)
+
+    for suffix, read, well_formed in ((".yaml", load_raw, lambda raw: isinstance(raw[0], dict)),
+                                      (".txt", WordPieceEncoder, wordpiece_ok), (".json", LabelMap.load, labels_ok)):
+        with file_with(content, suffix) as path:
+            try:
+                loaded = read(path)
+            except TcError as exc:
+                assert str(exc).startswith(str(path)), (suffix, str(exc))
+            else:
+                assert well_formed(loaded), (suffix, content)
 
 
 WORDS = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\t\n\r \ufeff"),

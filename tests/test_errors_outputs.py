@@ -27,6 +27,7 @@ DOCUMENTED = {*CASES, "model-dir-read-only", "disk-full-while-checkpointing"}
 test_bad_input_gives_one_clear_line = case_test(CASES)
 
 
+@pytest.mark.cli
 def test_model_dir_read_only(tmp_path: Path) -> None:
     """A real read-only directory (``chattr +i``; file modes do not stop root) is refused up front."""
     locked = tmp_path / "locked"
@@ -41,6 +42,7 @@ def test_model_dir_read_only(tmp_path: Path) -> None:
     assert error_line(proc) == f"runconfig.model_dir: {locked / 'run'} is not writable (Operation not permitted)"
 
 
+@pytest.mark.cli
 def test_full_disk_while_checkpointing_keeps_the_previous_checkpoint(trained: Path, tmp_path: Path) -> None:
     """Resume from step 2 under a 2 MB file-size limit: writing checkpoint_4.pt fails with EFBIG
     (Python ignores SIGXFSZ), tc says so in one line, and checkpoint_2.pt still loads."""

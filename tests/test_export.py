@@ -91,6 +91,7 @@ def test_tokenizer_matches_tc_on_words_and_raw_text(exported: Path, model_dir: P
         assert tokenizer.tokenize(text) == [p for word in predictor.encoder.tokenize(words) for p in word], text
 
 
+@pytest.mark.cli
 def test_hf_labels_equal_tc_predict(exported: Path, model_dir: Path, sentences: list, tmp_path: Path) -> None:
     """The exported model tagging with its own tokenizer gives the labels ``tc predict`` writes: its words'
     logits decoded as the model card says (Viterbi under the IOB2 constraints, ``model.decoding:
@@ -121,6 +122,7 @@ def test_hf_labels_equal_tc_predict(exported: Path, model_dir: Path, sentences: 
             assert any(b.startswith("I-") and a[2:] != b[2:] for a, b in zip(["O", *argmax[:-1]], argmax, strict=True))
 
 
+@pytest.mark.cli
 def test_cased_model_exports_a_cased_tokenizer(exported: Path, model_dir: Path, tmp_path: Path) -> None:
     cased = tmp_path / "cased"
     shutil.copytree(model_dir, cased)
@@ -138,6 +140,7 @@ def test_cased_model_exports_a_cased_tokenizer(exported: Path, model_dir: Path, 
     assert tokenizer.tokenize("ASPIRIN") != uncased.tokenize("ASPIRIN") == uncased.tokenize("aspirin")
 
 
+@pytest.mark.cli
 def test_export_refuses_to_clobber(exported: Path, model_dir: Path, tmp_path: Path) -> None:
     proc = run_tc("export", "--model-dir", str(model_dir), str(exported))
     assert proc.returncode == 2 and f"{exported}: directory is not empty" in proc.stderr

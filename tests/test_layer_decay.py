@@ -18,7 +18,6 @@ import pytest
 import torch
 from helpers import (
     ONE_THREAD,
-    ROOT,
     SMALL,
     TINY,
     Case,
@@ -125,6 +124,7 @@ def test_layer_decay_needs_a_model_that_says_how_deep_its_parameters_are() -> No
         spec(0.5).param_groups(torch.nn.Linear(2, 2))
 
 
+@pytest.mark.cli
 def test_layer_decay_run_trains_evaluates_and_resumes_bit_identically(tmp_path: Path) -> None:
     common = ["run", "--config", str(TINY), *SMALL, *ONE_THREAD, "--set", "runconfig.max_steps=4",
               "--set", "runconfig.checkpoint_steps=2", "--set", "optimizer.layer_decay=0.5"]
@@ -172,13 +172,13 @@ def test_cerebras_run_with_layer_decay_resumes_exactly(tmp_path: Path) -> None:
              "runconfig.checkpoint_steps=2", "--set", "optimizer.layer_decay=0.5"]
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
     subprocess.run([CEREBRAS_PYTHON, "-m", "tc.cli", *short, "--model-dir", str(tmp_path / "whole")], check=True,
-                   cwd=ROOT, env=env, capture_output=True, timeout=900)
+                   cwd=tmp_path, env=env, capture_output=True, timeout=900)
     (tmp_path / "resumed").mkdir()
     for name in ("vocab.txt", "label2id.json", "tc_task.json"):
         shutil.copy(tmp_path / "whole" / name, tmp_path / "resumed" / name)
     subprocess.run([CEREBRAS_PYTHON, "-m", "tc.cli", *short, "--model-dir", str(tmp_path / "resumed"),
-                    "--checkpoint-path", str(tmp_path / "whole" / "checkpoint_2.mdl")], check=True, cwd=ROOT, env=env,
-                   capture_output=True, timeout=900)
+                    "--checkpoint-path", str(tmp_path / "whole" / "checkpoint_2.mdl")], check=True, cwd=tmp_path,
+                   env=env, capture_output=True, timeout=900)
     a, b = (torch.load(tmp_path / d / "checkpoint_4.pt", weights_only=True) for d in ("whole", "resumed"))
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     groups = torch.load(tmp_path / "whole" / "checkpoint_2.pt", weights_only=True)["optimizer"]["param_groups"]
@@ -215,7 +215,7 @@ print(json.dumps(out))
 def test_cstorch_schedule_scales_each_group_also_when_resumed() -> None:
     cases = [(3, 10, "linear", 0, "adamw"), (3, 10, "linear", 2, "adam"), (3, 10, "linear", 6, "sgd"),
              (4, 9, "constant", 1, "adamw")]
-    proc = subprocess.run([CEREBRAS_PYTHON, "-c", CSTORCH_SCHEDULE, json.dumps(cases)], check=True, cwd=ROOT,
+    proc = subprocess.run([CEREBRAS_PYTHON, "-c", CSTORCH_SCHEDULE, json.dumps(cases)], check=True, cwd=Path.cwd(),
                           capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "2"}, timeout=300)
     for (warmup, total, kind, start, _), got in zip(cases, json.loads(proc.stdout.splitlines()[-1]), strict=True):
         assert got["scales"] == [1.0, 1.0, 0.5, 0.5, 0.25, 0.25, 0.125, 0.125]

@@ -118,6 +118,7 @@ def test_cache_is_reused_and_refreshed_when_weights_change(model_dir: Path, tmp_
     assert source["mtime_ns"] == weights.stat().st_mtime_ns
 
 
+@pytest.mark.cli
 def test_export_format_onnx(model_dir: Path, tmp_path: Path) -> None:
     import onnxruntime as ort
 
@@ -135,6 +136,7 @@ def test_export_format_onnx(model_dir: Path, tmp_path: Path) -> None:
             assert logits.shape == (batch, length, len(labels))
 
 
+@pytest.mark.cli
 def test_predict_cli_precision(model_dir: Path, tmp_path: Path) -> None:
     source = tmp_path / "docs.txt"
     source.write_text("\n".join(DOCS) + "\n", encoding="utf-8")
@@ -155,6 +157,7 @@ def test_predict_cli_precision(model_dir: Path, tmp_path: Path) -> None:
                                                                         abs=1e-3)
 
 
+@pytest.mark.cli
 def test_precision_needs_the_cpu_backend(model_dir: Path) -> None:
     proc = run_tc("predict", "--model-dir", str(model_dir), "--precision", "int8", "--backend", "cuda",
                   "-i", str(DATA / "test.tsv"))
@@ -163,6 +166,7 @@ def test_precision_needs_the_cpu_backend(model_dir: Path) -> None:
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.cli
 def test_precision_without_its_extra_says_what_to_install(model_dir: Path, tmp_path: Path) -> None:
     proc = run_tc("predict", "--model-dir", str(model_dir), "--precision", "onnx", "-i", str(DATA / "test.tsv"),
                   env=without_modules(tmp_path / "site", "onnx", "onnxruntime"))

@@ -43,6 +43,7 @@ def model_plugin_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]
     return with_path(target)
 
 
+@pytest.mark.cli
 def test_builtins_register_like_plugins() -> None:
     backends = json.loads(run_tc("backends", "list", "--json", check=True).stdout)["backends"]
     by_name = {b["name"]: b for b in backends}
@@ -53,6 +54,7 @@ def test_builtins_register_like_plugins() -> None:
     assert [t["name"] for t in tasks] == ["token_cls"]
 
 
+@pytest.mark.cli
 def test_unavailable_backends_say_why() -> None:
     backends = {b["name"]: b for b in json.loads(run_tc("backends", "list", "--json", check=True).stdout)["backends"]}
     import torch
@@ -66,6 +68,7 @@ def test_unavailable_backends_say_why() -> None:
         assert backend["available"] is (backend["reason"] == ""), name
 
 
+@pytest.mark.cli
 def test_example_plugin_is_listed(example_env: dict[str, str]) -> None:
     backends = json.loads(run_tc("backends", "list", "--json", env=example_env, check=True).stdout)["backends"]
     mine = next(b for b in backends if b["name"] == "single-thread")
@@ -82,6 +85,7 @@ def test_example_plugin_is_listed(example_env: dict[str, str]) -> None:
     assert "single-thread" in table and "example 0.2.0" in table
 
 
+@pytest.mark.cli
 def test_run_dispatches_through_the_example_plugin(example_env: dict[str, str], tmp_path: Path) -> None:
     proc = run_tc("run", "--task", "parity_tagging", "--backend", "single-thread", "--model-dir", str(tmp_path),
                   "--set", "runconfig.max_steps=60", "--set", "optimizer.learning_rate=0.05",
@@ -94,6 +98,7 @@ def test_run_dispatches_through_the_example_plugin(example_env: dict[str, str], 
     assert (tmp_path / "checkpoint_60.pt").exists()
 
 
+@pytest.mark.cli
 def test_register_commands_hook(example_env: dict[str, str]) -> None:
     proc = run_tc("parity-demo", "--length", "4", env=example_env, check=True)
     words = proc.stdout.split()
@@ -101,6 +106,7 @@ def test_register_commands_hook(example_env: dict[str, str]) -> None:
     assert "parity-demo" in run_tc("--help", env=example_env, check=True).stdout
 
 
+@pytest.mark.cli
 def test_broken_plugins_are_isolated_and_reported(broken_env: dict[str, str]) -> None:
     proc = run_tc("backends", "list", "--json", env=broken_env)
     assert proc.returncode == 0
@@ -120,6 +126,7 @@ def test_broken_plugins_are_isolated_and_reported(broken_env: dict[str, str]) ->
     assert table.returncode == 0 and "warning: plugin broken_hook failed" in " ".join(table.stderr.split())
 
 
+@pytest.mark.cli
 def test_tc_load_plugins_selects(broken_env: dict[str, str]) -> None:
     env = {**broken_env, "TC_LOAD_PLUGINS": "broken_hook"}
     listing = json.loads(run_tc("plugins", "list", "--json", env=env, check=True).stdout)
@@ -129,6 +136,7 @@ def test_tc_load_plugins_selects(broken_env: dict[str, str]) -> None:
     assert json.loads(run_tc("plugins", "list", "--json", env=env, check=True).stdout)["failures"] == []
 
 
+@pytest.mark.cli
 def test_unknown_names_list_valid_choices() -> None:
     proc = run_tc("run", "--task", "nope", "--backend", "cpu")
     assert proc.returncode == 2
@@ -138,6 +146,7 @@ def test_unknown_names_list_valid_choices() -> None:
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.cli
 def test_misspelled_hook_is_reported_not_ignored(broken_env: dict[str, str]) -> None:
     """``register_backend`` (no s) is no tc hook: pluggy's check_pending finds it and the plugin fails."""
     listing = json.loads(run_tc("plugins", "list", "--json", env=broken_env, check=True).stdout)
@@ -151,6 +160,7 @@ def test_misspelled_hook_is_reported_not_ignored(broken_env: dict[str, str]) -> 
     assert "misspelled_hook" in human and "unknown hook 'register_backend'" in " ".join(human.split())
 
 
+@pytest.mark.cli
 def test_builtins_come_from_entry_points_and_load_nothing_heavy() -> None:
     """tc's own plugins are its entry points (named by module), loaded without torch, deepspeed or
     cstorch: ``tc --help`` stays fast."""
@@ -161,11 +171,12 @@ def test_builtins_come_from_entry_points_and_load_nothing_heavy() -> None:
     probe = ("import sys; from tc.plugins.manager import load_plugins; p = load_plugins(); "
              "assert not p.failures, p.failures; "
              "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'deepspeed', 'cerebras'}))")
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT)
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
     assert run_tc("--help", check=True).stdout.startswith("Usage: tc")
 
 
+@pytest.mark.cli
 def test_modes_come_from_the_backend(broken_env: dict[str, str], tmp_path: Path) -> None:
     """A plugin backend's own --mode runs; a built-in backend refuses it, and refuses cerebras's modes."""
     tiny = ["--config", str(ROOT / "configs" / "tiny_token_cls.yaml")]
@@ -182,6 +193,7 @@ def test_modes_come_from_the_backend(broken_env: dict[str, str], tmp_path: Path)
         assert not (tmp_path / mode).exists()
 
 
+@pytest.mark.cli
 def test_a_plugin_model_is_what_tc_run_trains(model_plugin_env: dict[str, str], tmp_path: Path) -> None:
     """``register_models`` is real: ``--set model.name=embedding_tagger`` (a model of a pip-installed plugin)
     makes the token_cls task build that plugin's module; the shared loop trains it, and ``tc predict``

@@ -37,6 +37,7 @@ def predict_cli(model_dir: Path, *args: str, stdin: str | None = None) -> tuple[
     return [json.loads(line) for line in proc.stdout.splitlines()], proc.stderr
 
 
+@pytest.mark.cli
 def test_raw_text_spans_are_exact_substrings(model_dir: Path, tmp_path: Path) -> None:
     source = tmp_path / "docs.txt"
     source.write_text("\n".join(DOCS) + "\n", encoding="utf-8")
@@ -59,6 +60,7 @@ def test_raw_text_spans_are_exact_substrings(model_dir: Path, tmp_path: Path) ->
     assert "docs/s" in proc.stderr and "words/s" in proc.stderr
 
 
+@pytest.mark.cli
 def test_stdin_output_equals_python_api(model_dir: Path) -> None:
     records, _ = predict_cli(model_dir, stdin="\n".join(DOCS) + "\n")
     api = tc.load(str(model_dir)).predict(DOCS)
@@ -84,6 +86,7 @@ def test_long_document_is_windowed_without_loss(predictor: Predictor) -> None:
     assert last_quarter, "entities at the end of a long document must not be dropped"
 
 
+@pytest.mark.cli
 def test_conll_in_conll_out(model_dir: Path, predictor: Predictor, tmp_path: Path) -> None:
     lines = TEST_TSV.read_text(encoding="utf-8").splitlines()[:400]
     source = tmp_path / "part.tsv"
@@ -109,6 +112,7 @@ def test_conll_in_conll_out(model_dir: Path, predictor: Predictor, tmp_path: Pat
     assert any(label != "O" for _, p in pairs for label in p)
 
 
+@pytest.mark.cli
 def test_conll_long_sentence_from_stdin(model_dir: Path, predictor: Predictor) -> None:
     words = (SENTENCE.split() * 91)[:1000]
     proc = subprocess.run([TC, "predict", "--model-dir", str(model_dir), "--format", "conll", "-q", *ONE_THREAD],
@@ -120,6 +124,7 @@ def test_conll_long_sentence_from_stdin(model_dir: Path, predictor: Predictor) -
     assert proc.stderr == ""  # --quiet
 
 
+@pytest.mark.cli
 def test_jsonl_keeps_fields_and_skips_blank_lines(model_dir: Path, tmp_path: Path) -> None:
     source = tmp_path / "in.jsonl"
     source.write_text(json.dumps({"id": 1, "text": DOCS[0]}) + "\n\n"
@@ -131,6 +136,7 @@ def test_jsonl_keeps_fields_and_skips_blank_lines(model_dir: Path, tmp_path: Pat
     assert "2 documents" in stderr
 
 
+@pytest.mark.cli
 def test_bad_jsonl_line_is_named(model_dir: Path, tmp_path: Path) -> None:
     source = tmp_path / "bad.jsonl"
     source.write_text(json.dumps({"text": "fine"}) + "\n{not json\n", encoding="utf-8")
@@ -151,6 +157,7 @@ def test_bad_jsonl_line_is_named(model_dir: Path, tmp_path: Path) -> None:
     assert f"{twice}:2: duplicate key 'text' (first at line 2); a key may appear once per mapping" in proc.stderr
 
 
+@pytest.mark.cli
 def test_user_errors_name_the_path(model_dir: Path, tmp_path: Path) -> None:
     missing = tmp_path / "nope"
     proc = run_tc("predict", "--model-dir", str(missing), "-i", str(TEST_TSV))

@@ -83,6 +83,7 @@ def without_mention_lines(text: str) -> list[str]:
     return [line for line in text.split("\n") if not (line.count("\t") >= 4 and line.split("\t")[1].isdigit())]
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_each_format_comes_back_in_its_format_with_the_predicted_mentions(
         fmt: str, model_dir: Path, pubtator: Path, tmp_path: Path) -> None:
@@ -109,6 +110,7 @@ def test_each_format_comes_back_in_its_format_with_the_predicted_mentions(
             assert (out / txt.name).read_bytes() == txt.read_bytes()
 
 
+@pytest.mark.cli
 def test_pubtator_converts_to_bioc_xml_and_streams_in_any_chunking(model_dir: Path, pubtator: Path,
                                                                    tmp_path: Path) -> None:
     tagged = tmp_path / "tagged.pubtator"
@@ -125,6 +127,7 @@ def test_pubtator_converts_to_bioc_xml_and_streams_in_any_chunking(model_dir: Pa
     assert to_stdout.returncode == 0 and to_stdout.stdout.encode("utf-8") == tagged.read_bytes()
 
 
+@pytest.mark.cli
 def test_every_text_byte_is_kept_with_crlf_bom_and_non_ascii(model_dir: Path, tmp_path: Path) -> None:
     title = "Café patients took aspirin and 北京 naloxone\u200b twice daily."
     abstract = "Lidocaine-induced cardiac asystole (after 5 mg/kg of cocaine) was observed in rats."
@@ -154,6 +157,7 @@ def test_every_text_byte_is_kept_with_crlf_bom_and_non_ascii(model_dir: Path, tm
         assert [m.span for m in doc.mentions] == reference(model_dir, [doc], tmp_path)[doc.id]
 
 
+@pytest.mark.cli
 def test_min_score_drops_entities_below_it(model_dir: Path, pubtator: Path, tmp_path: Path) -> None:
     docs = read_documents(pubtator)
     source = tmp_path / "abstracts.jsonl"
@@ -170,6 +174,7 @@ def test_min_score_drops_entities_below_it(model_dir: Path, pubtator: Path, tmp_
     assert all(score(m) >= 0.8 for d in read_documents(bioc) for m in d.mentions)
 
 
+@pytest.mark.cli
 def test_user_errors_are_one_line(model_dir: Path, pubtator: Path, tmp_path: Path) -> None:
     bioc = source_in("bioc_json", pubtator, tmp_path)
     text = tmp_path / "plain.txt"

@@ -122,6 +122,7 @@ def pooled(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return model_dir
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize("lever", ["model.subword_pooling=last", "train_input.label_all_subwords=true"])
 def test_tiny_run_with_the_lever_trains_and_evaluates(lever: str, tmp_path: Path) -> None:
     proc = run_tc("run", "--config", str(TINY), "--model-dir", str(tmp_path / "m"), *SMALL, *ONE_THREAD, "--json",
@@ -131,6 +132,7 @@ def test_tiny_run_with_the_lever_trains_and_evaluates(lever: str, tmp_path: Path
     assert config["subword_pooling"] == ("last" if "pooling" in lever else "first")
 
 
+@pytest.mark.cli
 def test_pooled_model_predicts_with_its_pooling(pooled: Path, tmp_path: Path) -> None:
     from tc.tasks.token_cls.predict import Predictor
 
@@ -153,6 +155,7 @@ def test_pooled_model_predicts_with_its_pooling(pooled: Path, tmp_path: Path) ->
     assert len((tmp_path / "out.tsv").read_text(encoding="utf-8").splitlines()) == len(lines)
 
 
+@pytest.mark.cli
 def test_pooled_model_refuses_graph_exports(pooled: Path, tmp_path: Path) -> None:
     why = "this model pools subwords (model.subword_pooling=mean), which the exported graph cannot; tc predict " \
           "--precision fp32 runs it"
@@ -186,6 +189,7 @@ DOCUMENTED = {*CASES, "export-pooled-model", "precision-onnx-pooled-model"}
 test_bad_input_gives_one_clear_line = case_test(CASES)
 
 
+@pytest.mark.cli
 def test_label_all_subwords_is_on_by_default_where_it_applies() -> None:
     """Unset, every piece of a word trains on its label for typed labels and the softmax head (train only:
     devel and test rows are scored on first pieces), and it is off, without an error, for the CRF and the
@@ -198,16 +202,19 @@ def test_label_all_subwords_is_on_by_default_where_it_applies() -> None:
         assert " ".join(proc.stdout.split()).count(every) == int(on), extra
 
 
+@pytest.mark.cli
 def test_shipped_crf_config_dry_runs_on_both_corpora() -> None:
     """configs/minilm_crf.yaml (the CRF recipe BENCHMARKS measures) resolves, on BC5CDR-chem and, with
     the data_dir override its comment gives, on NCBI-disease."""
     config = str(ROOT / "configs" / "minilm_crf.yaml")
-    for extra, label in (((), "B-Chemical"), (("--set", "train_input.data_dir=data/NCBI-disease-IOB"), "B-Disease")):
+    ncbi = ROOT / "data" / "NCBI-disease-IOB"
+    for extra, label in (((), "B-Chemical"), (("--set", f"train_input.data_dir={ncbi}"), "B-Disease")):
         proc = run_tc("run", "--backend", "cpu", "--config", config, "--dry-run", *extra)
         assert proc.returncode == 0, proc.stderr
         assert "head: crf" in proc.stdout and label in proc.stdout
 
 
+@pytest.mark.cli
 def test_shipped_context_config_dry_runs_with_context_on_every_split() -> None:
     """configs/minilm_context32.yaml: 32 context tokens a side in train, devel and test rows alike."""
     proc = run_tc("run", "--backend", "cpu", "--config", str(ROOT / "configs" / "minilm_context32.yaml"), "--dry-run")

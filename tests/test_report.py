@@ -14,6 +14,7 @@ from tc.report import read_history, read_results
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.cli
 def test_png_and_tables(model_dir: Path, tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     from matplotlib.image import imread
@@ -34,6 +35,7 @@ def test_png_and_tables(model_dir: Path, tmp_path: Path) -> None:
         assert name in out
 
 
+@pytest.mark.cli
 def test_default_output_is_in_the_model_dir(model_dir: Path) -> None:
     pytest.importorskip("matplotlib")
     proc = run_tc("report", str(model_dir), check=True)
@@ -41,6 +43,7 @@ def test_default_output_is_in_the_model_dir(model_dir: Path) -> None:
     assert f"wrote {model_dir / 'report.png'}" in proc.stdout
 
 
+@pytest.mark.cli
 def test_without_matplotlib_prints_a_hint_and_the_table(model_dir: Path, tmp_path: Path) -> None:
     blocker = tmp_path / "blocker" / "matplotlib"
     blocker.mkdir(parents=True)
@@ -54,6 +57,7 @@ def test_without_matplotlib_prints_a_hint_and_the_table(model_dir: Path, tmp_pat
     assert not png.exists()
 
 
+@pytest.mark.cli
 def test_user_errors(tmp_path: Path) -> None:
     missing = tmp_path / "missing"
     proc = run_tc("report", str(missing))

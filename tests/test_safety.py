@@ -130,6 +130,7 @@ def test_writing_commands_never_overwrite_their_inputs(command: str, target: str
     assert not [p for p in tree.rglob(".*") if p.name not in (".", "..")], "a staging file was left behind"
 
 
+@pytest.mark.cli
 def test_outputs_beside_the_inputs_still_work(tree: Path, tmp_path: Path) -> None:
     """The guard refuses what would lose data, nothing more: a new file in the model dir is fine."""
     out = tree / "model" / "tagged.jsonl"
@@ -201,6 +202,7 @@ DOC_ROWS: dict[str, Row] = {
 }
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize("name", list(DOC_ROWS))
 def test_documented_refusals(name: str, tree: Path, tmp_path: Path) -> None:
     args, message = DOC_ROWS[name]
@@ -227,6 +229,7 @@ def test_note_rows_are_documented() -> None:
 
 
 # -- export: --overwrite and permissions ---------------------------------------------------------
+@pytest.mark.cli
 def test_overwrite_replaces_an_earlier_export_with_the_users_umask(tree: Path, tmp_path: Path) -> None:
     out = tmp_path / "hf"
 
@@ -248,6 +251,7 @@ def test_overwrite_replaces_an_earlier_export_with_the_users_umask(tree: Path, t
 
 
 # -- the model directory -------------------------------------------------------------------------
+@pytest.mark.cli
 def test_truncated_best_model_is_named_with_the_file_used(tree: Path, tmp_path: Path) -> None:
     model = tmp_path / "model"
     shutil.copytree(tree / "model", model)
@@ -274,6 +278,7 @@ def test_repr_of_a_loaded_model_is_one_line(tree: Path) -> None:
 
 
 # -- scale ---------------------------------------------------------------------------------------
+@pytest.mark.cli
 def test_long_single_line_document_streams_in_bounded_memory(tree: Path, tmp_path: Path) -> None:
     """A 3 MB one-line document: memory grows by well under what tagging it whole took (+275 MB at
     3 MB, 1.2 GB at 10 MB), progress lines appear, and every entity is an exact substring."""
@@ -333,6 +338,7 @@ def test_segments_never_split_a_word(text: str, size: int) -> None:
 
 
 # -- manners -------------------------------------------------------------------------------------
+@pytest.mark.cli
 def test_stdin_on_a_terminal_says_how_to_end(tree: Path) -> None:
     master, slave = pty.openpty()
     proc = subprocess.Popen([TC, "predict", "--model-dir", str(tree / "model"), *ONE_THREAD, "-q"], stdin=slave,
@@ -355,9 +361,10 @@ def test_stdin_on_a_terminal_says_how_to_end(tree: Path) -> None:
     assert json.loads(out.splitlines()[0])["text"] == "Aspirin and naloxone."
 
 
+@pytest.mark.cli
 def test_python_dash_m_tc_is_the_same_program() -> None:
     proc = subprocess.run([sys.executable, "-m", "tc", "backends", "list", "--json"], capture_output=True,
-                          text=True, timeout=120, cwd=ROOT)
+                          text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "cpu" in {b["name"] for b in json.loads(proc.stdout)["backends"]}
     proc = subprocess.run([sys.executable, "-m", "tc", "--version"], capture_output=True, text=True, timeout=60)
@@ -365,6 +372,7 @@ def test_python_dash_m_tc_is_the_same_program() -> None:
     assert "python -m tc" in (ROOT / "README.md").read_text(encoding="utf-8")
 
 
+@pytest.mark.cli
 def test_transformers_pipeline_on_an_export_gives_tc_predict_entities(tree: Path, tmp_path: Path) -> None:
     """With the setting the model card names, the real pipeline returns ``tc predict``'s word-level
     entities on real text (same offsets, types, and scores to 1e-3) for a model that reads words by argmax,

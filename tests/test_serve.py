@@ -73,9 +73,15 @@ def start_server(model_dir: Path, log: Path, *args: str) -> Server:
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, as a service manager stops it (the server drains and exits, so `make coverage` sees its
+    lines); SIGKILL only when it does not exit within 30 s."""
     if proc.poll() is None:
-        proc.kill()
-        proc.wait(timeout=30)
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +110,7 @@ def tc_predict(model_dir: Path, tmp_path: Path, texts: Sequence[str]) -> list[li
     return [r["entities"] for r in read_jsonl(out)]
 
 
+@pytest.mark.cli
 def test_predict_equals_tc_predict(server: Server, model_dir: Path, tmp_path: Path) -> None:
     expected = tc_predict(model_dir, tmp_path, DOCS)
     assert sum(len(e) for e in expected) >= 3, "the tiny model should tag some chemicals"
@@ -125,6 +132,7 @@ def test_predict_equals_tc_predict(server: Server, model_dir: Path, tmp_path: Pa
     assert [spans(d["entities"]) for d in documents] == [spans(e) for e in expected]
 
 
+@pytest.mark.cli
 def test_documents_in_the_formats_tc_predict_reads(server: Server, model_dir: Path, tmp_path: Path) -> None:
     """A PubTator or BioC XML file's text posted as a document comes back as ``tc predict`` writes that file."""
     from tc.tasks.token_cls.documents import read_documents, write_documents
@@ -236,6 +244,7 @@ def test_unknown_routes_and_methods(server: Server) -> None:
     assert empty.status_code == 200 and empty.json() == {"results": []}
 
 
+@pytest.mark.cli
 def test_sigterm_finishes_in_flight_requests(model_dir: Path, tmp_path: Path) -> None:
     """Requests held in a long batching window when SIGTERM arrives are answered; then exit 0."""
     running = start_server(model_dir, tmp_path / "server.log", "--batch-window-ms", "1500")
@@ -257,6 +266,7 @@ def test_sigterm_finishes_in_flight_requests(model_dir: Path, tmp_path: Path) ->
         stop(running.proc)
 
 
+@pytest.mark.cli
 def test_batching_off_still_answers(model_dir: Path, tmp_path: Path) -> None:
     running = start_server(model_dir, tmp_path / "server.log", "--max-batch", "1", "--precision", "int8")
     try:
@@ -272,6 +282,7 @@ def test_batching_off_still_answers(model_dir: Path, tmp_path: Path) -> None:
         stop(running.proc)
 
 
+@pytest.mark.cli
 def test_cli_errors_are_one_line(model_dir: Path, tmp_path: Path) -> None:
     proc = run_tc("serve", "--model-dir", str(tmp_path / "absent"), "--port", "0", timeout=120)
     assert proc.returncode == 2 and f"{tmp_path / 'absent'}: model directory not found" in proc.stderr
@@ -293,6 +304,7 @@ def test_cli_errors_are_one_line(model_dir: Path, tmp_path: Path) -> None:
     assert proc.returncode == 2 and "--precision int8 runs on onnxruntime's CPU provider" in proc.stderr
 
 
+@pytest.mark.cli
 def test_serve_without_its_extra_says_what_to_install(model_dir: Path, tmp_path: Path) -> None:
     proc = run_tc("serve", "--model-dir", str(model_dir), "--port", "0",
                   env=without_modules(tmp_path / "site", "fastapi", "uvicorn"), timeout=120)
@@ -376,6 +388,7 @@ def test_batcher_respects_max_batch_and_isolates_failures(predictor: Predictor) 
     assert batcher.stats.largest_batch <= 3 and batcher.stats.failed_batches == 1
 
 
+@pytest.mark.cli
 def test_serve_help_is_fast_to_import() -> None:
     """``tc serve --help`` must not import fastapi/uvicorn/torch (the command imports them when run)."""
     code = ("import sys; from tc.tasks.token_cls.serve import command; "

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import TINY, read_jsonl, run_tc
+from helpers import DATA, TINY, read_jsonl, run_tc
 
 NO_DROPOUT = ["--set", "model.dropout_rate=0", "--set", "model.attention_dropout_rate=0",
               "--set", "model.encoder_output_dropout_rate=0"]
@@ -16,6 +16,7 @@ def final_metrics(proc_stdout: str) -> dict:
     return json.loads(proc_stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.cli
 def test_short_fine_tune_beats_no_learning_baseline(tmp_path: Path) -> None:
     """150 steps of the tiny BERT on a BC5CDR-chem slice vs the same model that cannot learn (lr ~ 0)."""
     trained = run_tc("run", "--config", str(TINY), "--model-dir", str(tmp_path / "t"), "--json", check=True)
@@ -33,6 +34,7 @@ def test_short_fine_tune_beats_no_learning_baseline(tmp_path: Path) -> None:
     assert (tmp_path / "t" / "best_model.pt").exists()
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize("accum", [2, 4])
 def test_gradient_accumulation_matches_one_big_batch(tmp_path: Path, accum: int) -> None:
     common = ["run", "--config", str(TINY), "--mode", "train", "--set", "runconfig.max_steps=6",
@@ -45,6 +47,7 @@ def test_gradient_accumulation_matches_one_big_batch(tmp_path: Path, accum: int)
     assert acc == pytest.approx(one, rel=1e-4)
 
 
+@pytest.mark.cli
 def test_early_stopping_and_seed_label_scheme(tmp_path: Path) -> None:
     proc = run_tc("run", "--config", str(TINY), "--model-dir", str(tmp_path), "--json",
                   "--set", "train_input.label_scheme=seed", "--set", "runconfig.eval_frequency=10",
@@ -57,9 +60,10 @@ def test_early_stopping_and_seed_label_scheme(tmp_path: Path) -> None:
     assert steps[-1] < 400
 
 
+@pytest.mark.cli
 def test_prepare_then_train_from_the_prepared_folder(tmp_path: Path) -> None:
     out = tmp_path / "prepared"
-    run_tc("prepare", "token_cls", "--data-dir", "data/BC5CDR-chem-IOB", "--output-dir", str(out),
+    run_tc("prepare", "token_cls", "--data-dir", str(DATA), "--output-dir", str(out),
            "--max-seq-length", "64", check=True)
     meta = json.loads((out / "meta.json").read_text())
     assert meta["splits"]["train"]["sentences"] == 4560 and meta["labels"] == ["B-Chemical", "I-Chemical", "O"]
