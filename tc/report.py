@@ -10,6 +10,7 @@ The PNG needs matplotlib (``pip install 'tc[report]'``); without it the terminal
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tc.core.errors import DataError, first_line
-from tc.core.fs import check_output
+from tc.core.fs import atomic_writer, check_output, check_replace
 
 METRICS_FILE = "metrics.jsonl"
 RESULTS_GLOB = "eval_results*.json"
@@ -176,9 +177,12 @@ def write_png(out: Path, title: str, history: History, results: dict[str, dict[s
     _plot_scores(fig.add_subplot(grid[0, 1]), history, results)
     _plot_table(fig.add_subplot(grid[1, :]), rows)
     fig.suptitle(title, fontsize=11, x=0.01, ha="left")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, bbox_inches="tight", facecolor="white")
-    plt.close(fig)
+    try:
+        with atomic_writer(out, "wb") as handle:
+            fig.savefig(handle, format=out.suffix.lstrip(".").lower() or "png", bbox_inches="tight",
+                        facecolor="white")
+    finally:
+        plt.close(fig)
     return out
 
 
@@ -297,12 +301,18 @@ def check_image_name(output: Path | None) -> None:
                         f"{', '.join('.' + f for f in formats)})")
 
 
-def build_report(model_dir: Path, output: Path | None, console: Console) -> Path | None:
-    """Print the report and write the PNG (None when matplotlib is missing)."""
+def build_report(model_dir: Path, output: Path | None, console: Console, overwrite: bool = False) -> Path | None:
+    """Print the report and write the PNG (None when matplotlib is missing). The model directory's own
+    report.png is replaced freely (tc report wrote it); any other existing file only with ``overwrite``."""
     check_image_name(output)
     model_dir = Path(model_dir).expanduser()
     if not model_dir.is_dir():
         raise DataError(f"{model_dir}: model directory not found")
+    target = output or model_dir / DEFAULT_PNG
+    check_output(target, protected_dirs={"model directory": model_dir}, flag="--output",
+                 replaceable=("*.png", "*.svg", "*.pdf", "*.jp*g", "*.tif*", "*.webp", "*.gif", "*.eps", "*.ps"))
+    if output is not None and not _is_own_report(output, model_dir):
+        check_replace(output, overwrite)
     history = read_history(model_dir / METRICS_FILE)
     results = read_results(model_dir)
     if not history.train and not history.evals and not results:
@@ -318,23 +328,24 @@ def build_report(model_dir: Path, output: Path | None, console: Console) -> Path
     if not have_matplotlib():
         console.print(INSTALL_HINT, highlight=False, soft_wrap=True, markup=False)
         return None
-    target = output or model_dir / DEFAULT_PNG
-    check_output(target, protected_dirs={"model directory": model_dir}, flag="--output",
-                 replaceable=("*.png", "*.svg", "*.pdf", "*.jp*g", "*.tif*", "*.webp", "*.gif", "*.eps", "*.ps"))
     if target.is_dir():
         raise DataError(f"{target}: is a directory; --output takes a .png file name")
-    try:
-        return write_png(target, title, history, results)
-    except OSError as exc:
-        raise DataError(f"{target}: cannot write ({exc.strerror or exc})") from None
+    return write_png(target, title, history, results)
+
+
+def _is_own_report(output: Path, model_dir: Path) -> bool:
+    """Whether ``-o`` names the default output, ``MODEL_DIR/report.png`` itself (not a link to it)."""
+    default = model_dir / DEFAULT_PNG
+    return not output.is_symlink() and os.path.realpath(output) == os.path.realpath(default)
 
 
 @click.command("report")
 @click.argument("model_dir", type=click.Path(path_type=Path))
 @click.option("--output", "-o", type=click.Path(path_type=Path),
               help=f"Image to write, .png (default: MODEL_DIR/{DEFAULT_PNG}), .svg or .pdf.")
-def report(model_dir: Path, output: Path | None) -> None:
+@click.option("--overwrite", is_flag=True, help="Replace an existing --output file.")
+def report(model_dir: Path, output: Path | None, overwrite: bool) -> None:
     """Loss and F1 curves plus per-type scores of a run, as a PNG and terminal tables."""
-    written = build_report(model_dir, output, Console())
+    written = build_report(model_dir, output, Console(), overwrite)
     if written is not None:
         click.echo(f"wrote {written}")

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import ONE_THREAD, ROOT, TC, TINY, copy_model, error_line, run_tc
+from helpers import ONE_THREAD, ROOT, TC, TINY, copy_model, error_line, refused, run_tc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -142,7 +142,8 @@ def test_outputs_beside_the_inputs_still_work(tree: Path, tmp_path: Path) -> Non
         out.unlink(missing_ok=True)
     report = tmp_path / "r" / "report.png"
     run_tc("report", str(tree / "model"), "-o", str(report), check=True)
-    run_tc("report", str(tree / "model"), "-o", str(report), check=True)  # its own output may be replaced
+    assert "pass --overwrite" in refused(run_tc("report", str(tree / "model"), "-o", str(report)))
+    run_tc("report", str(tree / "model"), "-o", str(report), "--overwrite", check=True)
     assert report.stat().st_size > 0
 
 

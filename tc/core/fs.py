@@ -10,12 +10,90 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import os
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from tc.core.errors import ConfigError
+from tc.core.errors import ConfigError, DataError, TcError
+
+
+class WriteError(DataError, OSError):
+    """A write the system refused (read-only or forbidden folder, full disk, file size limit, a name too
+    long): one line naming the path and the reason. Still an OSError, so code that handles failed
+    writes in its own words (checkpoints, exports) keeps doing so."""
+
+    def __init__(self, path: str | Path, cause: OSError) -> None:
+        super().__init__(cause.errno, cause.strerror or str(cause), str(path))
+
+    def __str__(self) -> str:
+        return f"{self.filename}: cannot write ({self.strerror})"
+
+
+@contextlib.contextmanager
+def write_errors(path: str | Path) -> Iterator[None]:
+    """Turn a refused write inside the block into a :class:`WriteError` naming ``path``.
+
+    Only errors of the write itself: an OSError that names another file (an input the block reads)
+    keeps its own meaning, and an error already said in tc's words passes through."""
+    try:
+        yield
+    except (TcError, OSError) as exc:
+        if isinstance(exc, TcError) or (exc.filename is not None and not _ours(exc.filename, path)):
+            raise
+        raise WriteError(path, exc) from None
+
+
+def _ours(filename: Any, path: str | Path) -> bool:
+    """Whether an error's file is ``path``, its staging file, a folder on the way to it, or (``path``
+    a folder) a file inside it."""
+    name, target = Path(os.path.abspath(str(filename))), Path(os.path.abspath(path))
+    staging = name.parent == target.parent and name.name.startswith(f".{target.name[:STAGING_STEM]}.")
+    return staging or target.is_relative_to(name) or name.is_relative_to(target)
+
+
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def not_regular(path: str | Path) -> str | None:
+    """What an existing ``path`` is when it is not a regular file ("a FIFO", "a character device", ...),
+    following symlinks; None for a regular file or nothing at all. tc writes only regular files:
+    renaming a new file over ``/dev/null`` or a FIFO would replace the device node or the pipe."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    return next((what for test, what in _KINDS if test(mode)), None if stat.S_ISREG(mode) else "not a regular file")
+
+
+def check_replace(path: str | Path, overwrite: bool, flag: str = "--output",
+                  choose: str = "choose another output file") -> None:
+    """The rule of every writer, before any work starts: an output may replace only a regular file, and
+    only with ``--overwrite``; ``choose`` ends the message (what else the user can do)."""
+    kind = not_regular(path)
+    if kind is not None and kind != "a directory":
+        raise DataError(f"{flag} {path}: is {kind}, not a regular file; tc writes only regular files, {choose}")
+    if os.path.lexists(path) and kind is None and not overwrite:
+        raise DataError(f"{flag} {path}: exists; pass --overwrite to replace it, or {choose}")
+
+
+def check_distinct(targets: Iterable[tuple[str, Path]], flag: str = "--output") -> None:
+    """Never two outputs onto one path: ``targets`` are ``(what, path)`` pairs; two paths that are
+    equal, or equal on a case-insensitive or Unicode-normalising file system, are refused."""
+    import unicodedata
+
+    prefix = f"{flag} " if flag else ""
+    seen: dict[str, tuple[str, Path]] = {}
+    for what, path in targets:
+        key = unicodedata.normalize("NFC", str(path)).casefold()
+        if key in seen:
+            first, earlier = seen[key]
+            alias = "" if str(earlier) == str(path) else f" (as {earlier}, on a case-insensitive file system)"
+            raise DataError(f"{prefix}{path}: {first} and {what} would both be written there{alias}; give them "
+                            "different names")
+        seen[key] = (what, path)
 
 
 def _umask() -> int:
@@ -40,31 +118,42 @@ def fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
+STAGING_STEM = 100
+"""Characters of the target's name a staging file keeps (``.NAME.XXXXXXXX.tmp``), so that any name the
+file system allows can be staged beside itself."""
+
+
 @contextlib.contextmanager
 def atomic_writer(path: str | Path, mode: str = "w", encoding: str | None = "utf-8",
                   newline: str | None = None) -> Iterator[IO[Any]]:
     """Open a temporary file beside ``path``; on a clean exit fsync it and rename it over ``path``.
 
     On any exception the temporary file is removed and ``path`` is untouched. ``mode`` is ``"w"``
-    (text) or ``"wb"`` (bytes). Parent folders are created.
+    (text) or ``"wb"`` (bytes). Parent folders are created. A write the system refuses (a read-only
+    folder, a full disk, a name too long) is a :class:`WriteError` naming ``path``, and a ``path``
+    that is not a regular file (a FIFO, a device) is refused before anything is written.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())
-        binary = "b" in mode
-        with os.fdopen(fd, "wb" if binary else "w", encoding=None if binary else encoding,
-                       newline=None if binary else newline) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    kind = not_regular(path)
+    if kind is not None:
+        raise DataError(f"{path}: is {kind}, not a regular file; tc writes only regular files")
+    with write_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:STAGING_STEM]}.", suffix=".tmp", dir=path.parent)
+        try:
+            os.chmod(tmp, 0o666 & ~_umask())
+            binary = "b" in mode
+            with os.fdopen(fd, "wb" if binary else "w", encoding=None if binary else encoding,
+                           newline=None if binary else newline) as handle:
+                yield handle
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+            fsync_dir(path.parent)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -62,12 +62,13 @@ def apply_model_state(
     strict: bool,
     source: Path,
     labels: tuple[list[str] | None, list[str] | None] = (None, None),
+    advice: str = "use --disable-strict-checkpoint-loading to load what fits",
 ) -> LoadReport:
-    """Load ``state`` into ``model``; strict mode refuses any missing, unexpected or misshapen key."""
+    """Load ``state`` into ``model``; strict mode refuses any missing, unexpected or misshapen key, ending
+    its message with ``advice`` (``tc run``'s flag by default: a caller without that flag says its own)."""
     fitting, report = match_state(model, state)
     if strict and not report.clean:
-        raise CheckpointError(f"{source}: {describe_mismatch(report, labels)}; "
-                              "use --disable-strict-checkpoint-loading to load what fits")
+        raise CheckpointError(f"{source}: {describe_mismatch(report, labels)}; {advice}")
     if not fitting:
         raise CheckpointError(f"{source}: no tensor in the checkpoint fits this model (another architecture?)")
     model.load_state_dict(fitting, strict=False)

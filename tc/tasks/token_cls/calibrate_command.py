@@ -20,16 +20,19 @@ import click
               help="Labelled split to measure ECE on too, not fitted on ('none' to skip; skipped if absent).")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1), help="Windows per batch.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Backend setting, e.g. --set runconfig.num_threads=2.")
+              help="Backend setting: runconfig.num_threads, runconfig.precision or a cpu.* key, e.g. "
+                   "--set runconfig.num_threads=2 (the model's own settings are fixed).")
 def calibrate(model_dir: Path, data_dir: Path | None, split: str, held_out: str, batch_size: int,
               overrides: tuple[str, ...]) -> None:
     """Temperature-scale entity scores on SPLIT; prints the ECE of entity scores before and after."""
     from tc.core.errors import ConfigError
     from tc.tasks.token_cls import calibration
+    from tc.tasks.token_cls.inference_sets import check_inference_sets
     from tc.tasks.token_cls.onnx_export import load_predictor
     from tc.tasks.token_cls.readers import find_split_file, load_split
     from tc.tasks.token_cls.settings import default_data_dir
 
+    check_inference_sets(overrides, model_dir)
     folder = data_dir if data_dir is not None else default_data_dir()
     if held_out == split:
         raise ConfigError(f"--held-out {held_out}: the split the temperature is fitted on (--split); pick another")

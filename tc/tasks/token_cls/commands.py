@@ -47,7 +47,8 @@ from tc.tasks.token_cls.corpus.readers import DOCUMENT_INPUTS, FORMATS
 @click.option("--checkpoint", type=click.Path(path_type=Path),
               help="Use this checkpoint file instead of best_model.pt / the newest checkpoint.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Backend setting, e.g. --set runconfig.num_threads=2 or --set runconfig.precision=bf16.")
+              help="Backend setting: runconfig.num_threads, runconfig.precision (fp32 --precision) or the "
+                   "backend's section, e.g. --set runconfig.num_threads=2 (the model's own settings are fixed).")
 @click.option("--quiet", "-q", is_flag=True,
               help="No progress lines on stderr (otherwise one every TC_PROGRESS_SECONDS, default 5).")
 @click.option("--chunk-size", default=1024, show_default=True, type=click.IntRange(min=1),
@@ -72,7 +73,9 @@ def predict(model_dir: Path, input_path: str, fmt: str | None, output_path: str,
     --num-processes N splits it over N processes; the output is the same either way (BioC and BRAT are
     read and written whole, on one process)."""
     from tc.tasks.token_cls.corpus.run import PredictJob, predict_command
+    from tc.tasks.token_cls.inference_sets import check_inference_sets
 
+    check_inference_sets(overrides, model_dir, backend_name, precision)  # before ranks start or a model loads
     job = PredictJob(model_dir=model_dir, input_path=input_path, fmt=fmt, output_path=output_path,
                      batch_size=batch_size, backend=backend_name, checkpoint=checkpoint, overrides=overrides,
                      quiet=quiet, precision=precision, chunk_size=chunk_size, num_processes=num_processes,

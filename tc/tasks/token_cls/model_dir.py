@@ -24,6 +24,10 @@ if TYPE_CHECKING:
     from tc.tasks.token_cls.labels import LabelMap
     from tc.tasks.token_cls.model import BertConfig
 
+INFERENCE_MISMATCH = ("a trained model loads whole (only tc run has --disable-strict-checkpoint-loading); give a "
+                      "checkpoint of the model {task} describes")
+"""The end of a strict-load error at inference, which has no --disable-strict-checkpoint-loading: a model
+missing weights would predict from random ones."""
 LABELS_FILE = "label2id.json"
 VOCAB_FILE = "vocab.txt"
 __all__ = ["BEST", "LABELS_FILE", "TASK_FILE", "VOCAB_FILE", "TrainedModel", "load_trained_model", "read_task_info",
@@ -67,7 +71,8 @@ class TrainedModel:
 
         model = registered_model(self.model_name, str(self.model_dir / TASK_FILE)).build(self.config)
         apply_model_state(model, self.state, strict=True, source=self.weights_path,
-                          labels=(None, list(self.label_map.labels)))
+                          labels=(None, list(self.label_map.labels)), advice=INFERENCE_MISMATCH.format(
+                              task=self.model_dir / TASK_FILE))
         return attach_word_decoder(model, self.label_map.labels, self.label_scheme).eval()
 
 

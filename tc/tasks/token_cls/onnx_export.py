@@ -260,7 +260,7 @@ def _load_predictor(model_dir: str | Path, precision: str, backend: str, checkpo
     _require_onnxruntime(precision)
     import torch
 
-    hardware = open_backend("cpu", Path(model_dir), overrides)  # threads, and the batches it feeds
+    hardware = open_backend("cpu", Path(model_dir), overrides, precision)  # threads, and the batches it feeds
     try:
         trained = load_trained_model(model_dir, checkpoint)
         refuse_graph_export(trained.config, f"--precision {precision}")

@@ -313,10 +313,13 @@ def _require_sequence(value: Any, method: str, name: str) -> None:
         raise TypeError(f"{method}(): {name} must be a list, got {type(value).__name__} (wrap one item as [item])")
 
 
-def open_backend(name: str, model_dir: Path, overrides: Sequence[str] = ()) -> Backend:
-    """A set-up backend for inference, configured from defaults plus ``overrides``."""
+def open_backend(name: str, model_dir: Path, overrides: Sequence[str] = (), precision: str = "fp32") -> Backend:
+    """A set-up backend for inference, configured from defaults plus ``overrides`` (only keys inference
+    honours: ``inference_sets``; the model's own settings come from ``model_dir``)."""
     from tc.core.jobs import open_job
+    from tc.tasks.token_cls.inference_sets import check_inference_sets
 
+    check_inference_sets(overrides, model_dir, name, precision)
     sets = [*overrides, f"runconfig.model_dir={Path(model_dir).expanduser().resolve()}"]
     backend = open_job("token_cls", name, None, sets, require_available=True).backend
     backend.setup()

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tc.core.errors import ConfigError, DataError
-from tc.core.fs import atomic_write_text, check_output, ensure_writable_dir
+from tc.core.fs import atomic_write_text, check_output, check_replace, ensure_writable_dir
 from tc.tasks.token_cls.dataset import TokenClsDataset
 from tc.tasks.token_cls.labels import SCHEMES, LabelMap
 from tc.tasks.token_cls.readers import find_split_file, load_split, write_prepared_csv
@@ -28,12 +28,14 @@ PARAMS_FILE = "params.json"
 
 
 def prepare(data_dir: Path, vocab_file: Path, output_dir: Path, do_lower_case: bool, max_seq_length: int,
-            label_scheme: str = "typed") -> dict[str, Any]:
+            label_scheme: str = "typed", overwrite: bool = False) -> dict[str, Any]:
     """Write ``{train,devel,test}.csv``, ``label2id.json``, ``meta.json`` and ``params.json``.
 
     ``train`` is required (the label map comes from it); ``devel`` and ``test`` are written when
     present. Every split is tokenized once so that label or vocab problems surface here, not in
-    the middle of a run. Returns the meta dict.
+    the middle of a run. A file of those names already in ``output_dir`` (a label map the user keeps
+    there, an earlier prepare) is replaced only with ``overwrite``, checked before anything is written.
+    Returns the meta dict.
     """
     data_dir, vocab_file, output_dir = Path(data_dir), Path(vocab_file), Path(output_dir)
     if label_scheme not in SCHEMES:
@@ -43,6 +45,8 @@ def prepare(data_dir: Path, vocab_file: Path, output_dir: Path, do_lower_case: b
     check_output(output_dir, inputs={"--data-dir": data_dir, "--vocab-file": vocab_file}, kind="dir",
                  flag="--output-dir")
     splits = _read_splits(data_dir)
+    for name in (*(f"{split}.csv" for split in splits), LABEL_FILE, META_FILE, PARAMS_FILE):
+        check_replace(output_dir / name, overwrite, flag="--output-dir", choose="choose a new folder")
     encoder = WordPieceEncoder(vocab_file, do_lower_case=do_lower_case)
     label_map = LabelMap.from_sentences(splits["train"][1], scheme=label_scheme)
     summaries = {}

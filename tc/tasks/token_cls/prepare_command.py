@@ -19,14 +19,15 @@ from rich.table import Table
 @click.option("--max-seq-length", "--max_seq_length", "max_seq_length", default=128, show_default=True, type=int)
 @click.option("--label-scheme", type=click.Choice(["typed", "seed"]), default="typed", show_default=True,
               help="typed keeps entity types; seed is the Model Zoo's [PAD] B I O X [CLS] [SEP].")
+@click.option("--overwrite", is_flag=True, help="Replace the files of an earlier prepare in --output-dir.")
 def prepare_token_cls(data_dir: Path, vocab_file: Path | None, output_dir: Path, do_lower_case: bool,
-                      max_seq_length: int, label_scheme: str) -> None:
+                      max_seq_length: int, label_scheme: str, overwrite: bool) -> None:
     """Write per-split CSVs, label2id.json, meta.json and params.json for token classification."""
     from tc.tasks.token_cls.prepare import prepare
     from tc.tasks.token_cls.settings import DEFAULT_PRETRAINED, pretrained_dir
 
     vocab = vocab_file or pretrained_dir(DEFAULT_PRETRAINED) / "vocab.txt"
-    meta = prepare(data_dir, vocab, output_dir, do_lower_case, max_seq_length, label_scheme)
+    meta = prepare(data_dir, vocab, output_dir, do_lower_case, max_seq_length, label_scheme, overwrite)
     table = Table(title=f"prepared {output_dir}", title_justify="left")
     for column in ("split", "sentences", "words", "windows", "split sentences"):
         table.add_column(column, justify="right")

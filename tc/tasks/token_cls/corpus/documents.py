@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from tc.core.errors import DataError, TcError
-from tc.core.fs import check_output
+from tc.core.fs import check_output, check_replace
 from tc.tasks.token_cls.corpus.readers import Cursor, decoded_lines
 from tc.tasks.token_cls.corpus.tagging import Tally
-from tc.tasks.token_cls.documents import Document, detect_format
+from tc.tasks.token_cls.documents import Document, brat, detect_format
 from tc.tasks.token_cls.documents.formats import FORMATS as DOC_FORMATS
 from tc.tasks.token_cls.textio import BOM, join_lines
 
@@ -243,12 +243,7 @@ def output_files(plan: DocPlan, output: Path, docs: Sequence[Document]) -> list[
     """The files writing ``docs`` to ``output`` creates or replaces."""
     if plan.target != "brat":
         return [output]
-    if output.suffix in (".ann", ".txt"):
-        if len(docs) != 1:
-            raise DataError(f"--output {output}: {len(docs)} documents do not fit one BRAT file pair; give a "
-                            "folder")
-        return [output.with_suffix(".txt"), output.with_suffix(".ann")]
-    return [output / f"{d.id}{suffix}" for d in docs for suffix in (".txt", ".ann")]
+    return [file for pair in brat.pair_paths(output, docs, flag="--output") for file in pair]
 
 
 def predict_whole(job: Any, plan: DocPlan) -> None:
@@ -278,9 +273,7 @@ def predict_whole(job: Any, plan: DocPlan) -> None:
             check_output(target, inputs=_input_files(plan, source), flag="--output")
             if target.is_dir():
                 raise DataError(f"--output {target}: is a directory, expected a {plan.target} file")
-            if target.exists() and not job.overwrite:
-                raise TcError(f"--output {target}: exists; pass --overwrite to replace it, or choose another "
-                              "output")
+            check_replace(target, job.overwrite, choose="choose another output")
     talk = not job.quiet
     with load_predictor(job.model_dir, job.precision, job.backend, job.checkpoint, job.batch_size,
                         list(job.overrides)) as predictor:

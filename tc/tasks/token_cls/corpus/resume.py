@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from tc.core.errors import DataError, TcError
-from tc.core.fs import atomic_write_text, fsync_dir
+from tc.core.fs import atomic_write_text, check_replace, fsync_dir, write_errors
 
 MAGIC = "tc predict partial output"
 VERSION = 1
@@ -172,8 +172,7 @@ def check_partial(output: Path, identity: dict[str, Any], world: int, overwrite:
 
 def check_output_exists(output: Path, overwrite: bool, continued: dict[str, Any] | None) -> None:
     """An existing output is replaced only when asked (``--overwrite``, now or by the run resumed)."""
-    if output.exists() and not overwrite and not (continued or {}).get("overwrite"):
-        raise ResumeError(f"--output {output}: exists; pass --overwrite to replace it, or choose another output file")
+    check_replace(output, overwrite or bool((continued or {}).get("overwrite")))
 
 
 @dataclass
@@ -219,7 +218,8 @@ class Shard:
     def commit(self, text: str, units: int, words: int, entities: int, units_read: int, bytes_read: int) -> None:
         """Append one finished chunk durably, then record it (the order that makes a kill -9 harmless)."""
         data = text.encode("utf-8")
-        with open(self.path(".out"), "ab") as out, open(self.path(".idx"), "ab") as index:
+        with write_errors(self.path(".out")), open(self.path(".out"), "ab") as out, \
+                open(self.path(".idx"), "ab") as index:
             out.write(data)
             index.write(INDEX_ENTRY.pack(len(data)))
             for handle in (out, index):
@@ -242,6 +242,11 @@ class Shard:
 def merge(output: Path, world: int, total_chunks: int) -> None:
     """Put the shards' chunks back in input order (chunk c is shard c % world's chunk c // world) and
     move the result onto ``output`` in one rename; then remove the partial folder."""
+    with write_errors(output):
+        _merge(output, world, total_chunks)
+
+
+def _merge(output: Path, world: int, total_chunks: int) -> None:
     folder = partial_dir(output)
     shard = Shard(output, 0, world)
     if world == 1:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from tc.core.errors import DataError, TcError
-from tc.core.fs import atomic_writer, check_output
+from tc.core.fs import WriteError, atomic_writer, check_output
 from tc.tasks.token_cls.corpus import documents, resume, shard
 from tc.tasks.token_cls.corpus.progress import ProgressLine, note, throughput
 from tc.tasks.token_cls.corpus.readers import Cursor, check_input, input_format, read_units
@@ -77,11 +77,7 @@ def open_output(path: str) -> Iterator[IO[str]]:
         yield sys.stdout
         sys.stdout.flush()
         return
-    with contextlib.ExitStack() as stack:
-        try:
-            handle = stack.enter_context(atomic_writer(Path(path), "w"))
-        except OSError as exc:
-            raise DataError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    with atomic_writer(Path(path), "w") as handle:
         yield handle
 
 
@@ -152,12 +148,17 @@ def _tag(job: PredictJob, fmt: str, output: Path | None, identity: dict[str, Any
                 note(throughput(tally.units, predictor.stats.words, tally.entities, time.perf_counter() - start, fmt))
             return
         part = resume.Shard(output, rank.rank, rank.world)
+        fresh = not part.folder.exists()
         try:
             part.open(identity, job.overwrite, shard.launch_token())
         except OSError as exc:
+            if fresh and rank.world == 1:  # nothing was done: leave no empty partial behind
+                shutil.rmtree(part.folder, ignore_errors=True)
             raise DataError(f"{part.folder}: cannot write ({exc.strerror or exc})") from None
         try:
             _tag_shard(predictor, job, fmt, part, progress, talk)
+        except WriteError:  # a full disk: what is done stays, and the rerun continues once there is room
+            raise
         except DataError:  # the same input fails at the same place again: nothing worth resuming
             for suffix in (".json", ".out", ".idx"):
                 part.path(suffix).unlink(missing_ok=True)

@@ -2,9 +2,9 @@
 
 Every annotation with a location is a mention (type from its ``type`` infon; several locations make a
 discontinuous mention, see the rule in ``brat.py``); passages keep their offsets and infons, and the
-whole ``BioCDocument`` (relations, sentences, location-less annotations, infons) is kept in
-``extra["bioc"]["document"]``, so writing rebuilds it with the document's current mentions. Mentions read go back
-to the passage, sentence or document they came from, in order; other mentions (predictions) go to
+whole ``BioCDocument`` (relations, sentences, annotations, infons) is kept in ``extra["bioc"]["document"]``,
+so writing rebuilds it with the document's current mentions: the mentions read come back as the annotations
+they were read from, in their places; other mentions (predictions) replace every annotation with a location and go to
 the passage holding their start, with ids ``T1..`` that no kept annotation or relation uses, and
 their score as a ``score`` infon. A collection written by ``bioc`` comes back byte-identical.
 """
@@ -12,7 +12,7 @@ their score as a ``score`` infon. A collection written by ``bioc`` comes back by
 from __future__ import annotations
 
 import copy
-import json
+import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +20,8 @@ from typing import Any
 
 from tc.core.errors import DataError, first_line
 from tc.core.fs import atomic_writer
+from tc.core.readers import parse_json
+from tc.tasks.token_cls.documents.bioc_check import check_bioc_json, check_bioc_xml
 from tc.tasks.token_cls.documents.model import Document, Mention, Passage, check_mention, fresh_ids
 from tc.tasks.token_cls.textio import read_text
 
@@ -61,7 +63,6 @@ def _document(path: Path, bdoc: Any, header: dict[str, Any]) -> Document:
     doc_id = str(bdoc.id)
     passages = tuple(Passage(int(p.offset), _passage_text(p), dict(p.infons)) for p in bdoc.passages)
     doc = Document(doc_id, passages, [], {}, str(path))
-    places: list[Place] = []
     for place in _places(bdoc):
         for ann in _container(bdoc, place).annotations:
             if not ann.locations:
@@ -69,13 +70,15 @@ def _document(path: Path, bdoc: Any, header: dict[str, Any]) -> Document:
             where = f"{path}: document {doc_id}: annotation {ann.id}"
             if "type" not in ann.infons:
                 raise DataError(f"{where} has no 'type' infon (the entity type tc trains on)")
+            if not isinstance(ann.infons["type"], str):
+                raise DataError(f"{where}: its 'type' infon is not a string (got {ann.infons['type']!r})")
             fragments = tuple((int(loc.offset), int(loc.offset) + int(loc.length)) for loc in ann.locations)
             mention = Mention(min(s for s, _ in fragments), max(e for _, e in fragments), str(ann.infons["type"]),
-                              ann.text, ann.id, dict(ann.infons), fragments if len(fragments) > 1 else ())
+                              ann.text, None if ann.id is None else str(ann.id), dict(ann.infons),
+                              fragments if len(fragments) > 1 else ())
             check_mention(doc.text, mention, f"{path}: document {doc_id}")
             doc.mentions.append(mention)
-            places.append(place)
-    doc.extra.update(read_mentions=list(doc.mentions), bioc={"document": bdoc, "header": header, "places": places})
+    doc.extra.update(read_mentions=list(doc.mentions), bioc={"document": bdoc, "header": header})
     return doc
 
 
@@ -93,12 +96,13 @@ def read_bioc_xml(path: Path) -> list[Document]:
 
     path = Path(path)
     text, _ = read_text(path, "BioC XML file")
+    check_bioc_xml(path)
     try:
         with path.open("rb") as handle:
             collection = bioc.biocxml.load(handle)
     except etree.XMLSyntaxError as exc:
         raise DataError(f"{path}:{exc.lineno}: not valid XML ({first_line(exc)})") from None
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # what check_bioc_xml does not foresee
         raise DataError(f"{path}: not a BioC collection ({type(exc).__name__}: {first_line(exc)})") from None
     header = _header(collection, pretty="\n  <" in text, final_newline=text.endswith("\n"))
     return [_document(path, d, header) for d in collection.documents]
@@ -111,11 +115,11 @@ def read_bioc_json(path: Path) -> list[Document]:
 
     path = Path(path)
     text, _ = read_text(path, "BioC JSON file")
+    obj = parse_json(text, path, DataError)
+    check_bioc_json(obj, path)
     try:
-        collection = bioc.biocjson.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
-    except KeyError as exc:
+        collection = bioc.biocjson.decoder.parse_collection(obj)
+    except KeyError as exc:  # what check_bioc_json does not foresee
         raise DataError(f"{path}: not a BioC JSON collection (missing key {exc})") from None
     except (TypeError, ValueError, AttributeError) as exc:
         raise DataError(f"{path}: not a BioC JSON collection ({type(exc).__name__}: {first_line(exc)})") from None
@@ -164,13 +168,11 @@ def to_bioc(doc: Document) -> Any:
     state = doc.extra.get("bioc", {})
     kept = state.get("document")
     bdoc = copy.deepcopy(kept) if kept is not None else _fresh_document(bioc, doc)
+    if kept is not None and doc.mentions == doc.extra.get("read_mentions"):
+        return bdoc  # the annotations as read, in their places and order (null texts and int ids included)
     for place in _places(bdoc):
         container = _container(bdoc, place)
         container.annotations = [a for a in container.annotations if not a.locations]
-    if kept is not None and doc.mentions == doc.extra.get("read_mentions"):
-        for mention, place in zip(doc.mentions, state["places"], strict=True):
-            _container(bdoc, place).add_annotation(_annotation(bioc, mention, mention.id or ""))
-        return bdoc
     taken = {a.id for place in _places(bdoc) for a in _container(bdoc, place).annotations}
     taken |= {r.id for place in _places(bdoc) for r in _container(bdoc, place).relations}
     new_ids = iter(fresh_ids(taken, "T", len(doc.mentions)))
@@ -199,12 +201,49 @@ def _collection(docs: Sequence[Document]) -> tuple[Any, dict[str, Any]]:
     return collection, header
 
 
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+"""What XML 1.0 cannot hold, even as ``&#...;``: NUL and the other C0 controls but tab, line feed and carriage
+return; U+FFFE, U+FFFF; lone surrogates (lxml refuses them all with a ValueError)."""
+
+
+def _xml_safe(collection: Any) -> int:
+    """Put a space in place of every character XML cannot hold, in every string of ``collection`` (a text
+    from JSONL, PubTator or BioC JSON may have a NUL or another control character); one character for one
+    keeps every offset, as PubTator's writer does with a line break. Returns how many were replaced."""
+    replaced = 0
+
+    def fix(value: Any) -> Any:
+        nonlocal replaced
+        if not isinstance(value, str):
+            return value
+        value, count = _NOT_XML.subn(" ", value)
+        replaced += count
+        return value
+
+    objects: list[Any] = [collection]
+    for bdoc in collection.documents:
+        containers = [_container(bdoc, place) for place in _places(bdoc)]  # sentences, passages, the document
+        objects.extend(containers)
+        for container in containers:
+            objects.extend(container.annotations)
+            objects.extend(container.relations)
+            objects.extend(node for relation in container.relations for node in relation.nodes)
+    for obj in objects:
+        for name in ("id", "text", "source", "date", "key", "refid", "role"):
+            if isinstance(getattr(obj, name, None), str):
+                setattr(obj, name, fix(getattr(obj, name)))
+        if isinstance(getattr(obj, "infons", None), dict):
+            obj.infons = {fix(k): fix(v) for k, v in obj.infons.items()}
+    return replaced
+
+
 def write_bioc_xml(path: Path, docs: Sequence[Document]) -> dict[str, int]:
-    """Write ``docs`` as one BioC XML collection."""
+    """Write ``docs`` as one BioC XML collection (characters XML cannot hold become spaces: ``_xml_safe``)."""
     import bioc.biocjson
     import bioc.biocxml
 
     collection, header = _collection(docs)
+    replaced = _xml_safe(collection)
     collection.encoding = collection.encoding or "utf-8"
     text = bioc.biocxml.dumps(collection, pretty_print=header.get("pretty", True))
     if header.get("final_newline", True) and not text.endswith("\n"):
@@ -213,7 +252,7 @@ def write_bioc_xml(path: Path, docs: Sequence[Document]) -> dict[str, int]:
         text = text.rstrip("\n")
     with atomic_writer(path, "wb") as handle:
         handle.write(text.encode(collection.encoding))
-    return {"documents": len(docs), "mentions": sum(len(d.mentions) for d in docs)}
+    return {"documents": len(docs), "mentions": sum(len(d.mentions) for d in docs), "characters_replaced": replaced}
 
 
 def write_bioc_json(path: Path, docs: Sequence[Document]) -> dict[str, int]:

@@ -29,6 +29,16 @@ _INT = re.compile(r"[0-9]+\Z")
 _SHAPE = "PMID<TAB>start<TAB>end<TAB>text<TAB>type[<TAB>identifier]"
 
 
+def _mention_problem(parts: list[str]) -> str | None:
+    """What is wrong with the columns of a mention line, or None."""
+    if len(parts) < 5:
+        return f"{len(parts)} columns, not 5 or more"
+    for name, value in (("start", parts[1]), ("end", parts[2])):
+        if not _INT.match(value):
+            return f"{name} {value!r} is not an offset (a whole number from 0)"
+    return None
+
+
 class _Builder:
     """One document being read: its text lines, then the lines after them."""
 
@@ -56,11 +66,12 @@ class _Builder:
             other = match.group(1) if match else parts[0]
             raise DataError(f"{self.path}:{number}: line of document {other!r} inside document {self.pmid} "
                             f"(expected {self.pmid}|a|..., {self.pmid}<TAB>... or a blank line)")
-        if not _INT.match(parts[1]):
+        if not _INT.match(parts[1]) and not self._meant_as_mention(parts):
             self.layout.append(("keep", raw))  # a relation line (PMID<TAB>CID<TAB>...) or other annotation
             return
-        if len(parts) < 5 or not _INT.match(parts[2]):
-            raise DataError(f"{self.path}:{number}: malformed mention line {line[:80]!r} (expected {_SHAPE})")
+        bad = _mention_problem(parts)
+        if bad is not None:
+            raise DataError(f"{self.path}:{number}: malformed mention line {line[:80]!r} (expected {_SHAPE}): {bad}")
         infons = {}
         if len(parts) > 5:
             infons["identifier"] = parts[5]
@@ -69,6 +80,24 @@ class _Builder:
         self.mentions.append(Mention(int(parts[1]), int(parts[2]), parts[4], parts[3], None, infons))
         self.mention_lines.append(number)
         self.layout.append(("mention", raw))
+
+    def _meant_as_mention(self, parts: list[str]) -> bool:
+        """Whether a line whose start column is not a whole number is a mention line gone wrong, not a
+        relation line (``PMID<TAB>CID<TAB>D1<TAB>D2``, BioRED's ``PMID<TAB>Association<TAB>5290<TAB>...``).
+
+        Relation lines name a relation type there, a word. A start that reads like a number (a sign, a
+        digit, a point, a space, nothing: ``-1``, ``1.5``, `` 3``) is a broken mention; so is any start
+        (``abc``) when the end and text columns fit the text (the text column is the text ending at the
+        end offset). Keeping such a line would copy gold into predicted output and drop it from training.
+        """
+        start = parts[1]
+        if not start or start[0] in "+-." or start[0].isspace() or start[0].isdigit():
+            return True
+        if len(parts) < 5 or not _INT.match(parts[2]) or not parts[3]:
+            return False
+        text = self.title if self.abstract is None else f"{self.title} {self.abstract}"
+        end = int(parts[2])
+        return len(parts[3]) <= end <= len(text) and text[end - len(parts[3]) : end] == parts[3]
 
     def build(self) -> Document:
         passages = [Passage(0, self.title, {"type": "title"})]

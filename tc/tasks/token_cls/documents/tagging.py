@@ -81,12 +81,15 @@ STRING_FORMATS = tuple(_SUFFIX)
 
 def read_text_documents(text: str, fmt: str, name: str = "document") -> list[Document]:
     """Documents of ``text`` in ``fmt`` (one of ``STRING_FORMATS``), through the format's own reader;
-    errors name ``name`` instead of the temporary file."""
+    errors name ``name`` instead of the temporary file. A ``text`` that is not valid Unicode (a lone
+    surrogate, from a ``\\udc80`` escape in the JSON that carried it) is a DataError too: no file holds it."""
     from tc.core.errors import DataError
+    from tc.tasks.token_cls.textio import check_unicode
 
     spec = detect_format(name, fmt)
     if spec.name not in _SUFFIX:
         raise DataError(f"{name}: format {spec.name} does not fit in one text (valid: {', '.join(_SUFFIX)})")
+    check_unicode(text, name, "the text")
     with tempfile.TemporaryDirectory(prefix="tc-doc-") as folder:
         path = Path(folder) / f"input{_SUFFIX[spec.name]}"
         path.write_bytes(text.encode("utf-8"))

@@ -32,7 +32,8 @@ PRECISIONS = ("fp32", "onnx", "int8")  # tc.tasks.token_cls.onnx_export.PRECISIO
 @click.option("--checkpoint", type=click.Path(path_type=Path),
               help="Use this checkpoint file instead of best_model.pt / the newest checkpoint.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Backend setting, e.g. --set runconfig.num_threads=2.")
+              help="Backend setting: runconfig.num_threads, runconfig.precision (fp32 --precision) or the "
+                   "backend's section, e.g. --set runconfig.num_threads=2 (the model's own settings are fixed).")
 @click.option("--batch-window-ms", default=5.0, show_default=True, type=click.FloatRange(min=0, max=10_000),
               help="How long the first queued request waits for others to share its model call.")
 @click.option("--max-batch", default=64, show_default=True, type=click.IntRange(min=0),
@@ -63,10 +64,12 @@ def serve(model_dir: Path, host: str, port: int, precision: str, backend_name: s
     import uvicorn
 
     from tc.tasks.token_cls.corpus.progress import note
+    from tc.tasks.token_cls.inference_sets import check_inference_sets
     from tc.tasks.token_cls.onnx_export import load_predictor
     from tc.tasks.token_cls.serve.app import Limits, create_app
     from tc.tasks.token_cls.serve.batcher import MicroBatcher
 
+    check_inference_sets(overrides, model_dir, backend_name, precision)
     listener = bind(host, port)
     try:
         predictor = load_predictor(model_dir, precision, backend_name, checkpoint, batch_size, overrides)
