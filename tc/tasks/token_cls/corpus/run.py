@@ -154,7 +154,7 @@ def _tag(job: PredictJob, fmt: str, output: Path | None, identity: dict[str, Any
         except OSError as exc:
             if fresh and rank.world == 1:  # nothing was done: leave no empty partial behind
                 shutil.rmtree(part.folder, ignore_errors=True)
-            raise DataError(f"{part.folder}: cannot write ({exc.strerror or exc})") from None
+            raise WriteError(part.folder, exc) from None
         try:
             _tag_shard(predictor, job, fmt, part, progress, talk)
         except WriteError:  # a full disk: what is done stays, and the rerun continues once there is room

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from tc.tasks.token_cls.serve.request import ClientError, JsonProblem, Limits, guarded_loads
+from tc.tasks.token_cls.textio import BOM, split_lines
 
-BOM = "\ufeff"
 Extent = tuple[int, str, int]
 """(document number, its id, characters its text would have): per passage or sentence of a BioC document."""
 _DIGITS = re.compile(r"\s*(\d+)\s*")
@@ -43,7 +43,7 @@ def read_checked_documents(text: str, fmt: str, limits: Limits) -> list[Any]:
 def check_document(text: str, fmt: str, limits: Limits) -> None:
     """Refuse (ClientError) what ``fmt``'s reader would build too much of, or choke on, in ``text``."""
     if fmt == "jsonl":
-        for number, line in enumerate(text.removeprefix(BOM).split("\n"), start=1):  # textio.split_lines
+        for number, line in enumerate(split_lines(text.removeprefix(BOM))[0], start=1):
             if line.strip():
                 _guarded(line, fmt, number)
     elif fmt == "bioc_json":
