@@ -24,7 +24,8 @@ pytestmark = pytest.mark.cli
 
 DOCUMENTED = {"pubtator-mention-start-negative", "pubtator-mention-start-word", "bioc-xml-not-a-collection",
               "bioc-json-not-a-collection", "jsonl-lone-surrogate", "bioc-json-offset-not-integer",
-              "bioc-json-wrong-type", "bioc-xml-offset-not-integer", "pubtator-mention-start-in-training"}
+              "bioc-json-wrong-type", "bioc-xml-offset-not-integer", "pubtator-mention-start-in-training",
+              "jsonl-number-too-long"}
 
 HEAD = "1|t|Aspirin helps.\n1|a|It works.\n"
 BIOC_JSON = ('{"source":"","date":"","key":"","infons":{},"documents":[{"id":"d1","infons":{},"passages":'
@@ -48,6 +49,9 @@ CASES: dict[str, tuple[str, str, Callable[[Path], str]]] = {
         "in.json", '{"hello": 1}\n',
         lambda p: f"{p}: not a BioC JSON collection (the top level is an object without a \"documents\" list; "
                   "BioC JSON is an object with source, date, key, infons and a \"documents\" list)"),
+    "jsonl-number-too-long": (
+        "in.jsonl", '{"text": "a", "n": ' + "9" * 5000 + "}\n",
+        lambda p: f"{p}:1: not valid JSON (an integer of more than 4300 digits)"),
     "jsonl-lone-surrogate": (
         "in.jsonl", '{"text": "a\\udc80b", "id": "x"}\n',
         lambda p: f"{p}:1: document x: \"text\" is not valid Unicode: a lone surrogate \\udc80 at character 1 "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -148,5 +149,8 @@ def parse_json(text: str, path: Path | str, error: type[TcError], line: int = 1)
         raise error(exc.message(path)) from None
     except json.JSONDecodeError as exc:
         raise error(f"{path}:{exc.lineno + line - 1}: not valid JSON ({exc.msg})") from None
+    except ValueError:  # json.loads turns an integer literal longer than Python's limit into this
+        raise error(f"{path}:{line}: not valid JSON (an integer of more than {sys.get_int_max_str_digits()} "
+                    "digits)") from None
     except RecursionError:
         raise error(f"{path}: JSON nested too deeply") from None
