@@ -120,7 +120,8 @@ def _failures(plugins: Any) -> list[dict[str, str]]:
 
 
 def _warn_failures(plugins: Any) -> None:
-    _warn(plugins.failures)
+    """Load failures as warnings (those of ``register_commands`` were warned already, by ``main``)."""
+    _warn([f for f in plugins.failures if f.stage != "register_commands"])
 
 
 def _warn(failures: list[Any]) -> None:
@@ -217,7 +218,9 @@ def run(task_name: str, backend_name: str, config: Path | None, mode: str, model
     if metrics is not None and as_json and backend.ranks.is_main:
         click.echo(json.dumps(metrics, default=str))
     elif metrics is not None and backend.ranks.is_main:
-        out.print(f"{metrics['split']} F1 {metrics['f1']:.2f}  (results: {cfg.runconfig.model_dir}/eval_results.json)")
+        task = job.task
+        out.print(f"{metrics['split']} {escape(task.metric_label)} {task.selection_score(metrics):.2f}  "
+                  f"(results: {cfg.runconfig.model_dir}/eval_results.json)")
 
 
 @cli.group()
@@ -278,7 +281,10 @@ def main() -> None:
     from tc.plugins.manager import add_commands
 
     try:
-        _warn(add_commands(_plugins().pm, cli))
+        loaded = _plugins()
+        clashes = add_commands(loaded.pm, cli)
+        loaded.failures.extend(clashes)  # listed by tc plugins list (--json too), warned once here
+        _warn(clashes)
         guard_paths(cli)
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:

@@ -3,7 +3,9 @@
 Reads ``metrics.jsonl`` (training loss, learning rate and devel scores as the run logged them) and
 ``eval_results*.json`` (the last evaluation of each split) and shows them as a PNG (loss and F1 curves
 plus a per-type precision/recall/F1 table) and as tables in the terminal. Nothing here knows the task:
-any task whose metrics carry ``f1`` (and optionally ``precision``, ``recall``, ``per_type``) is covered.
+each evaluation names the score that selects models under ``selection`` (its key, label and direction,
+``tc.core.evaluation.selection_fields``), so any task is covered, and ``per_type``, ``precision`` and
+``recall`` are shown where its metrics have them. Files from runs before that key existed scored ``f1``.
 The PNG needs matplotlib (``pip install 'tc[report]'``); without it the terminal report still works.
 """
 
@@ -34,6 +36,34 @@ INSTALL_HINT = "matplotlib is not installed, so no PNG was written: pip install 
 # ---------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Score:
+    """The score an evaluation was selected by: its key in the metrics, its label, which way is better."""
+
+    metric: str = "f1"
+    label: str = "F1"
+    mode: str = "max"
+
+
+def score_of(entry: dict[str, Any]) -> Score:
+    """The ``selection`` an evaluation entry or results file names; ``f1`` for one from before it did."""
+    named = entry.get("selection")
+    if not isinstance(named, dict) or not isinstance(named.get("metric"), str):
+        return Score()
+    metric = named["metric"]
+    label, mode = named.get("label"), named.get("mode")
+    return Score(metric, label if isinstance(label, str) and label else metric, "min" if mode == "min" else "max")
+
+
+def has_score(entry: dict[str, Any]) -> bool:
+    return _is_number(entry.get(score_of(entry).metric))
+
+
+def value_of(entry: dict[str, Any]) -> float:
+    """The selection score of an entry already checked to carry it (``has_score``)."""
+    return float(entry[score_of(entry).metric])
+
+
 @dataclass
 class History:
     """The run's curves, one point per step (a resumed run's re-logged steps replace the old ones)."""
@@ -43,8 +73,13 @@ class History:
     skipped_lines: list[int] = field(default_factory=list)
 
     def best(self, split: str) -> dict[str, Any] | None:
+        """The best evaluation of ``split`` by its own score and direction (a tie: the earliest, as training
+        kept it)."""
         points = self.evals.get(split) or []
-        return max(points, key=lambda p: (p["f1"], -p["step"])) if points else None
+        if not points:
+            return None
+        sign = -1.0 if score_of(points[-1]).mode == "min" else 1.0
+        return max(points, key=lambda p: (sign * value_of(p), -p["step"]))
 
     @property
     def selection_split(self) -> str | None:
@@ -70,7 +105,7 @@ def read_history(path: Path) -> History:
                 continue
             if not isinstance(entry, dict) or not isinstance(entry.get("step"), int):
                 continue  # final-evaluation markers and anything without a step are not curve points
-            if "split" in entry and _is_number(entry.get("f1")):
+            if "split" in entry and has_score(entry):
                 evals.setdefault(str(entry["split"]), {})[entry["step"]] = entry
             elif _is_number(entry.get("loss")):
                 train[entry["step"]] = entry
@@ -87,8 +122,9 @@ def read_results(model_dir: Path) -> dict[str, dict[str, Any]]:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise DataError(f"{path}: unreadable evaluation results ({first_line(exc)})") from None
-        if not isinstance(data, dict) or not _is_number(data.get("f1")):
-            raise DataError(f"{path}: expected a JSON object with an 'f1' score")
+        if not isinstance(data, dict) or not has_score(data):
+            metric = score_of(data).metric if isinstance(data, dict) else "f1"
+            raise DataError(f"{path}: expected a JSON object with an {metric!r} score")
         split = str(data.get("split") or path.stem.removeprefix("eval_results").lstrip("_") or "eval")
         results.setdefault(split, data)
     return dict(sorted(results.items(), key=lambda item: _split_rank(item[0])))
@@ -108,7 +144,9 @@ def _is_number(value: Any) -> bool:
 
 
 def score_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
-    """(name, P, R, F1, support) per type, then the micro average; scores are percentages."""
+    """(name, P, R, score, support) per type, then the micro average; the score is the selection metric
+    (``score_of``), scores are percentages, "-" where the task has no such number."""
+    metric = score_of(metrics).metric
 
     def fmt(values: dict[str, Any], key: str) -> str:
         value = values.get(key)
@@ -116,17 +154,18 @@ def score_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
 
     rows = []
     for name, values in sorted((metrics.get("per_type") or {}).items()):
-        rows.append((str(name), fmt(values, "precision"), fmt(values, "recall"), fmt(values, "f1"),
+        rows.append((str(name), fmt(values, "precision"), fmt(values, "recall"), fmt(values, metric),
                      str(values.get("support", ""))))
     support = metrics.get("entities", metrics.get("support", ""))
-    rows.append(("micro avg", fmt(metrics, "precision"), fmt(metrics, "recall"), fmt(metrics, "f1"), str(support)))
+    overall = "micro avg" if rows else "overall"  # an average only over the types above it
+    rows.append((overall, fmt(metrics, "precision"), fmt(metrics, "recall"), fmt(metrics, metric), str(support)))
     return rows
 
 
 def results_table(split: str, metrics: dict[str, Any]) -> Table:
     step = f" (step {metrics['step']})" if "step" in metrics else ""
     table = Table(title=f"{split} scores{step}", title_justify="left")
-    for column in ("type", "precision", "recall", "F1", "support"):
+    for column in ("type", "precision", "recall", score_of(metrics).label, "support"):
         table.add_column(column, justify="left" if column == "type" else "right")
     rows = score_rows(metrics)
     for row in rows[:-1]:
@@ -144,8 +183,9 @@ def summary(model_dir: Path, history: History, results: dict[str, dict[str, Any]
     split = history.selection_split
     best = history.best(split) if split else None
     if best is not None:
-        bits.append(f"best {split} F1 {best['f1']:.2f} at step {best['step']}")
-    bits += [f"{name} F1 {metrics['f1']:.2f}" for name, metrics in results.items() if name != split]
+        bits.append(f"best {split} {score_of(best).label} {value_of(best):.2f} at step {best['step']}")
+    bits += [f"{name} {score_of(metrics).label} {value_of(metrics):.2f}"
+             for name, metrics in results.items() if name != split]
     return " | ".join(bits)
 
 
@@ -175,7 +215,7 @@ def write_png(out: Path, title: str, history: History, results: dict[str, dict[s
     grid = fig.add_gridspec(2, 2, height_ratios=[4.2, table_height], hspace=0.35, wspace=0.38)
     _plot_loss(fig.add_subplot(grid[0, 0]), history)
     _plot_scores(fig.add_subplot(grid[0, 1]), history, results)
-    _plot_table(fig.add_subplot(grid[1, :]), rows)
+    _plot_table(fig.add_subplot(grid[1, :]), rows, score_of(next(iter(results.values()), {})).label)
     fig.suptitle(title, fontsize=11, x=0.01, ha="left")
     try:
         with atomic_writer(out, "wb") as handle:
@@ -221,44 +261,50 @@ def _ema(values: list[float], decay: float) -> list[float]:
 
 
 def _plot_scores(ax: Any, history: History, results: dict[str, dict[str, Any]]) -> None:
-    ax.set_title("evaluation (entity-level, %)", loc="left", fontsize=10)
+    labels = [score_of(points[-1]).label for points in history.evals.values()]
+    labels += [score_of(metrics).label for metrics in results.values()]
+    ax.set_title(f"evaluation ({' / '.join(dict.fromkeys(labels)) or Score().label}, %)", loc="left", fontsize=10)
     ax.set_xlabel("step")
     ax.grid(alpha=0.3)
     colors = iter(("tab:orange", "tab:green", "tab:purple", "tab:brown"))
     for split, points in sorted(history.evals.items(), key=lambda item: _split_rank(item[0])):
         color = next(colors, "black")
         steps = [p["step"] for p in points]
-        ax.plot(steps, [p["f1"] for p in points], marker="o", color=color, lw=2, label=f"{split} F1")
+        label = score_of(points[-1]).label
+        ax.plot(steps, [value_of(p) for p in points], marker="o", color=color, lw=2, label=f"{split} {label}")
         for key, style in (("precision", ":"), ("recall", "--")):
             if all(_is_number(p.get(key)) for p in points):
                 ax.plot(steps, [p[key] for p in points], ls=style, color=color, lw=1, alpha=0.7,
                         label=f"{split} {key}")
         best = history.best(split)
         if best is not None:
-            ax.scatter([best["step"]], [best["f1"]], marker="*", s=220, color=color, zorder=5, edgecolor="black")
+            ax.scatter([best["step"]], [value_of(best)], marker="*", s=220, color=color, zorder=5, edgecolor="black")
             right_half = best["step"] > (steps[0] + steps[-1]) / 2
-            ax.annotate(f"best {split} F1 {best['f1']:.2f} (step {best['step']})", (best["step"], best["f1"]),
+            ax.annotate(f"best {split} {label} {value_of(best):.2f} (step {best['step']})",
+                        (best["step"], value_of(best)),
                         textcoords="offset points", xytext=(-10 if right_half else 10, 10),
                         ha="right" if right_half else "left", fontsize=8)
     for split, metrics in results.items():
         if split in history.evals:
             continue
-        ax.axhline(metrics["f1"], color=next(colors, "black"), ls="-.", lw=1.2, label=f"{split} F1 (final)")
+        ax.axhline(value_of(metrics), color=next(colors, "black"), ls="-.", lw=1.2,
+                   label=f"{split} {score_of(metrics).label} (final)")
     if not ax.lines:
         ax.text(0.5, 0.5, "no evaluations recorded", ha="center", va="center", transform=ax.transAxes)
         return
     ax.set_ylabel("score (%)")
     highest = max((max(line.get_ydata(), default=0.0) for line in ax.lines), default=0.0)
-    ax.set_ylim(0, min(100.0, max(10.0, float(highest) * 1.15)))  # a run stuck at 0 F1 still reads as 0-10
+    top = max(10.0, float(highest) * 1.15)  # a run stuck at 0 still reads as 0-10
+    ax.set_ylim(0, min(100.0, top) if highest <= 100 else top)  # percentages up to 100; other scores as they are
     ax.legend(loc="lower right", fontsize=8)
 
 
-def _plot_table(ax: Any, rows: list[tuple[str, ...]]) -> None:
+def _plot_table(ax: Any, rows: list[tuple[str, ...]], score: str) -> None:
     ax.axis("off")
     if not rows:
         ax.text(0.5, 0.5, "no eval_results*.json in the model directory", ha="center", va="center")
         return
-    columns = ("split", "type", "precision", "recall", "F1", "support")
+    columns = ("split", "type", "precision", "recall", score, "support")
     table = ax.table(cellText=[list(r) for r in rows], colLabels=columns, loc="upper center", cellLoc="center",
                      colLoc="center")
     table.auto_set_font_size(False)
@@ -268,7 +314,7 @@ def _plot_table(ax: Any, rows: list[tuple[str, ...]]) -> None:
         if row == 0:
             cell.set_text_props(weight="bold")
             cell.set_facecolor("#e8e8e8")
-        elif rows[row - 1][1] == "micro avg":
+        elif rows[row - 1][1] in ("micro avg", "overall"):
             cell.set_text_props(weight="bold")
             cell.set_facecolor("#f4f4f4")
     ax.set_title("per-type scores (last evaluation of each split)", loc="left", fontsize=10)
@@ -345,7 +391,8 @@ def _is_own_report(output: Path, model_dir: Path) -> bool:
               help=f"Image to write, .png (default: MODEL_DIR/{DEFAULT_PNG}), .svg or .pdf.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --output file.")
 def report(model_dir: Path, output: Path | None, overwrite: bool) -> None:
-    """Loss and F1 curves plus per-type scores of a run, as a PNG and terminal tables."""
+    """Loss and score curves (the task's selection metric, e.g. F1) plus per-type scores of a run, as a PNG
+    and terminal tables."""
     written = build_report(model_dir, output, Console(), overwrite)
     if written is not None:
         click.echo(f"wrote {written}")

@@ -53,6 +53,11 @@ def test_calibrate_lowers_entity_ece_and_moves_only_scores(model_dir: Path, tmp_
     assert [[(e["start"], e["end"], e["type"]) for e in r["entities"]] for r in after] == spans
     assert any(spans)
     assert [e["score"] for r in after for e in r["entities"]] != [e["score"] for r in before for e in r["entities"]]
+    import tc  # the API loads the calibrated dir as the CLI does (one loader): the same entities and scores
+
+    with tc.load(str(copy), overrides=["runconfig.num_threads=1"]) as api:
+        assert api.runner.temperature == stored["temperature"]
+        assert api.predict(DOCS) == [r["entities"] for r in after]
 
     (copy / CALIBRATION_FILE).write_text("{", encoding="utf-8")
     proc = run_tc("predict", "--model-dir", str(copy), "-q", "-i", str(tmp_path / "docs.txt"), *ONE_THREAD)

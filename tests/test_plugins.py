@@ -16,6 +16,7 @@ from helpers import DATA, ONE_THREAD, ROOT, TINY, pip_install_target, run_tc, we
 EXAMPLE = ROOT / "examples" / "tc-example-plugin"
 BROKEN = ROOT / "tests" / "fixtures" / "tc-broken-plugin"
 MODEL_PLUGIN = ROOT / "tests" / "fixtures" / "tc-model-plugin"
+CLASH = ROOT / "tests" / "fixtures" / "tc-clash-plugin"
 
 
 DOCUMENTED = {"mode-not-of-backend"}
@@ -33,6 +34,13 @@ def example_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 def broken_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     target = tmp_path_factory.mktemp("broken-plugin")
     pip_install_target(BROKEN, target)
+    return with_path(target)
+
+
+@pytest.fixture(scope="module")
+def clash_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    target = tmp_path_factory.mktemp("clash-plugin")
+    pip_install_target(CLASH, target)
     return with_path(target)
 
 
@@ -219,3 +227,28 @@ def test_a_plugin_model_is_what_tc_run_trains(model_plugin_env: dict[str, str], 
     refused = run_tc("run", "--config", str(run_yaml), "--model-dir", str(tmp_path / "n"),
                      "--set", "model.name=embedding_tagger")
     assert refused.returncode == 2 and "unknown model 'embedding_tagger' (valid: bert)" in refused.stderr
+
+
+@pytest.mark.cli
+def test_a_plugin_command_never_replaces_one_tc_has(clash_env: dict[str, str]) -> None:
+    """click's ``add_command`` silently replaces a command of the same name: a plugin adding ``run`` (tc's
+    own) or ``prepare token_cls`` (a built-in plugin's) is refused and reported, one line naming the plugin
+    and the command, and tc's commands stay; the plugin's command under a free name still works."""
+    run_help = run_tc("run", "--help", env=clash_env, check=True)
+    assert run_help.stdout.startswith("Usage: tc run [OPTIONS]")
+    assert "Train and/or evaluate TASK on BACKEND" in run_help.stdout and "hijacked" not in run_help.stdout
+    prepare_help = run_tc("prepare", "token_cls", "--help", env=clash_env, check=True).stdout
+    assert prepare_help.startswith("Usage: tc prepare token_cls") and "hijacked" not in prepare_help
+    assert run_tc("clash-hello", env=clash_env, check=True).stdout == "hello from tc-clash-plugin\n"
+    listed = run_tc("plugins", "list", env=clash_env, check=True)
+    warnings = [" ".join(line.split()) for line in listed.stderr.splitlines() if line.startswith("warning:")]
+    assert sorted(warnings) == [
+        "warning: plugin clash_prepare failed (register_commands): command 'prepare token_cls' is registered "
+        "twice: by tc.tasks.token_cls.plugin and by clash_prepare; tc.tasks.token_cls.plugin's stays",
+        "warning: plugin clash_run failed (register_commands): command 'run' is registered twice: by tc and "
+        "by clash_run; tc's stays",
+    ], listed.stderr
+    assert "Traceback" not in listed.stderr and "clash_run" in listed.stdout  # loaded; only its run was refused
+    as_json = json.loads(run_tc("plugins", "list", "--json", env=clash_env, check=True).stdout)
+    assert sorted((f["name"], f["stage"]) for f in as_json["failures"]) == [
+        ("clash_prepare", "register_commands"), ("clash_run", "register_commands")]

@@ -44,7 +44,9 @@ def source_in(fmt: str, pubtator: Path, folder: Path) -> Path:
 
 
 def predict(model_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return run_tc("predict", "--model-dir", str(model_dir), "-q", *ONE_THREAD, *args)
+    """``tc predict`` without document rules: sentence for sentence what plain JSONL gives (the rules are
+    test_document_rules_cli's)."""
+    return run_tc("predict", "--model-dir", str(model_dir), "-q", *ONE_THREAD, "--document-rules", "none", *args)
 
 
 def predicted(model_dir: Path, *args: str) -> None:
@@ -185,9 +187,9 @@ def test_user_errors_are_one_line(model_dir: Path, pubtator: Path, tmp_path: Pat
         "with --output-format")
     assert refused(predict(model_dir, "-i", str(pubtator), "--output-format", "conll2012")) == (
         "--output-format conll2012: unknown document format (valid: pubtator, bioc_xml, bioc_json, brat, jsonl)")
-    assert refused(predict(model_dir, "-i", str(text), "--output-format", "pubtator")) == (
-        f"--output-format pubtator: needs document input (PubTator, BioC, BRAT or JSONL; name it with --format), "
-        f"not --input {text}")
+    assert refused(predict(model_dir, "-i", str(text), "--format", "text", "--output-format", "pubtator")) == (
+        "--output-format pubtator: needs document input (PubTator, BioC, BRAT or JSONL; name it with --format), "
+        "not --format text")
     assert refused(predict(model_dir, "-i", str(bioc), "-o", str(tmp_path / "o.xml"), "--num-processes", "2")) == (
         "--num-processes 2: bioc_json documents are read and written whole, on one process (sharding needs "
         "PubTator or JSONL in and out)")

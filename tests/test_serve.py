@@ -178,6 +178,7 @@ def test_health_and_info(server: Server, model_dir: Path) -> None:
     assert info["tc_version"] and info["model_dir"] == str(model_dir)
     assert info["weights"].endswith("best_model.pt") and info["precision"] == "fp32"
     assert info["batching"]["enabled"] and info["limits"]["max_texts"] == 256
+    assert info["document_rules"] == ["abbreviation", "no_long_form"]  # tc's default: the model dir sets none
 
 
 def test_32_concurrent_clients_all_answered(server: Server) -> None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tc.core.fs import atomic_write_text
-from tc.core.interfaces import Backend, Batch, Dataset, Runner, Task
+from tc.core.interfaces import Backend, Batch, Dataset, Runner, Task, per_position
 from tc.core.sampling import BatchPlan
 
 if TYPE_CHECKING:
@@ -29,8 +29,8 @@ class RowPredictions:
 
 
 Decode = Callable[["torch.Tensor", Batch, bool], tuple["torch.Tensor", "torch.Tensor | None"]]
-"""``decode(logits, batch, scores) -> (ids, probabilities or None)``: host logits (B, T, C) of ``batch`` to
-class ids (B, T), and with ``scores`` the probability reported for each."""
+"""``decode(logits, batch, scores) -> (ids, probabilities or None)``: host logits of ``batch`` (classes last,
+e.g. (B, T, C)) to class ids (e.g. (B, T)), and with ``scores`` the probability reported for each."""
 
 
 def argmax_decode(logits: torch.Tensor, batch: Batch, scores: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -54,22 +54,26 @@ def decoder(runner: Runner) -> Decode:
 
 
 def run_rows(runner: Runner, backend: Backend, dataset: Dataset, batch_size: int, pad_to: int | None,
-             scores: bool = False) -> RowPredictions:
+             scores: bool = False, task: Task | None = None) -> RowPredictions:
     """The model over every row of ``dataset`` on any backend, gathered from all ranks (duplicates
     dropped): evaluation and inference run a model over data this one way, and decode it one way
-    (``decoder``). ``scores`` adds each predicted class's probability (inference reports it)."""
+    (``decoder``). ``scores`` adds each predicted class's probability (inference reports it).
+
+    Each example's prediction is taken out of the batch output by ``task.predictions_from_outputs``: its
+    shape is the task's to know. Without a task (a task's own inference calling in, which knows its model
+    predicts per position) it is ``per_position``."""
     plan = BatchPlan(dataset, batch_size, train=False, pad_to=pad_to, world_size=backend.ranks.world_size)
     mine = RowPredictions()
     decode = decoder(runner)
+    take = per_position if task is None else task.predictions_from_outputs
     for micro_batches in backend.batches(plan):
         for batch in micro_batches:
-            logits = runner.eval_step(batch)  # (B, T, C) on the host
+            logits = runner.eval_step(batch)  # on the host
             ids, best = decode(logits, batch, scores)
-            for row, index in enumerate(batch["index"].tolist()):
-                length = int(dataset.lengths[index])
-                mine.ids[index] = ids[row, :length].numpy()
-                if best is not None:
-                    mine.scores[index] = best[row, :length].numpy()
+            indices = batch["index"].tolist()
+            mine.ids.update(zip(indices, take(dataset, batch, ids), strict=True))
+            if best is not None:
+                mine.scores.update(zip(indices, take(dataset, batch, best), strict=True))
     merged = RowPredictions()
     for part in backend.gather(mine):
         merged.ids.update(part.ids)
@@ -78,23 +82,34 @@ def run_rows(runner: Runner, backend: Backend, dataset: Dataset, batch_size: int
 
 
 def predict_rows(
-    runner: Runner, backend: Backend, dataset: Dataset, batch_size: int, pad_to: int | None
+    runner: Runner, backend: Backend, dataset: Dataset, batch_size: int, pad_to: int | None, task: Task | None = None
 ) -> dict[int, np.ndarray]:
-    """Decoded class ids (``decoder``) for every row of ``dataset``, gathered from all ranks (duplicates dropped)."""
-    return run_rows(runner, backend, dataset, batch_size, pad_to).ids
+    """Decoded class ids (``decoder``) for every row of ``dataset``, gathered from all ranks (duplicates
+    dropped), each taken out of its batch as ``task`` says (``run_rows``)."""
+    return run_rows(runner, backend, dataset, batch_size, pad_to, task=task).ids
 
 
 def evaluate(
     task: Task, runner: Runner, backend: Backend, dataset: Dataset, batch_size: int, pad_to: int | None
 ) -> dict[str, Any]:
-    """Task metrics on ``dataset`` plus throughput, identical on one rank or many."""
+    """Task metrics on ``dataset`` plus throughput, identical on one rank or many, and under ``selection``
+    which of them selects models (``selection_fields``), so that results read later (``tc report``, a
+    resumed run) say what their score is without loading the task. A task whose metrics lack its
+    ``selection_metric`` is refused here, the one place every evaluation passes."""
     start = time.perf_counter()
-    predictions = predict_rows(runner, backend, dataset, batch_size, pad_to)
+    predictions = predict_rows(runner, backend, dataset, batch_size, pad_to, task)
     seconds = time.perf_counter() - start
     metrics = task.evaluate(dataset, predictions)
+    task.selection_score(metrics)
+    metrics["selection"] = selection_fields(task)
     metrics["eval_seconds"] = round(seconds, 3)
     metrics["examples_per_s"] = round(len(dataset) / max(seconds, 1e-9), 1)
     return metrics
+
+
+def selection_fields(task: Task) -> dict[str, str]:
+    """What results record about the score that selects models: its key, its label and which way is better."""
+    return {"metric": task.selection_metric, "label": task.metric_label, "mode": task.selection_mode}
 
 
 def write_results(model_dir: Path, metrics: dict[str, Any]) -> Path:

@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import torch
 
     from tc.core.config import RunConfig
+    from tc.core.launching import ProcessLauncher
     from tc.core.sampling import BatchPlan
 
 Batch = dict[str, "torch.Tensor"]
@@ -64,6 +65,12 @@ class Dataset(ABC):
         Pads to ``pad_to`` when given (static shapes), else to the longest row."""
 
 
+def per_position(dataset: Dataset, batch: Batch, outputs: torch.Tensor) -> list[np.ndarray]:
+    """Each example's first ``dataset.lengths[i]`` positions of a ``(B, T, ...)`` batch output, the padding
+    cut off: how a model predicting per position of its (1-D) row is read. Tasks choose it, the core does not."""
+    return [outputs[row, : int(dataset.lengths[index])].numpy() for row, index in enumerate(batch["index"].tolist())]
+
+
 class Task(ABC):
     """A learning problem: its datasets, its model, its metrics.
 
@@ -76,6 +83,13 @@ class Task(ABC):
     """Name of the registered model used when the config's ``model.name`` is not set."""
     input_config: ClassVar[type[BaseModel]]
     """Schema of ``train_input`` / ``eval_input``; must have ``batch_size`` and ``max_sequence_length``."""
+    selection_metric: ClassVar[str] = "f1"
+    """The key of ``evaluate``'s metrics that picks the best checkpoint and drives early stopping: what
+    "better" means is the task's to know; the core only compares numbers."""
+    selection_mode: ClassVar[Literal["max", "min"]] = "max"
+    """Whether a higher (``max``: F1, accuracy) or a lower (``min``: a loss, an error rate) score is better."""
+    metric_label: ClassVar[str] = "F1"
+    """How log lines and ``tc report`` name ``selection_metric`` to a person (e.g. ``entity-level F1``)."""
 
     def __init__(self, cfg: RunConfig) -> None:
         self.cfg = cfg
@@ -94,7 +108,26 @@ class Task(ABC):
 
     @abstractmethod
     def evaluate(self, dataset: Dataset, predictions: dict[int, np.ndarray]) -> dict[str, Any]:
-        """Metrics from per-row predicted class ids. Must contain ``f1`` (percent) for model selection."""
+        """Metrics from per-row predictions (``predictions_from_outputs``); ``selection_metric`` a number among them."""
+
+    def predictions_from_outputs(self, dataset: Dataset, batch: Batch, outputs: torch.Tensor) -> list[np.ndarray]:
+        """Each example's prediction, in batch order, out of a decoded batch output (class ids or their
+        probabilities: ``(B, T)`` per position, ``(B,)`` for one label per example): its shape is the task's
+        to know. Default ``per_position``; a one-label-per-example task returns ``list(outputs.numpy())``."""
+        return per_position(dataset, batch, outputs)
+
+    def selection_score(self, metrics: dict[str, Any]) -> float:
+        """``metrics[selection_metric]`` as a float; one line naming the task and the key when the task's
+        ``evaluate`` did not return it as a number (a task bug a traceback would only obscure)."""
+        from tc.core.errors import PluginError
+
+        value = metrics.get(self.selection_metric)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        got = f"{type(value).__name__} {value!r:.40}" if self.selection_metric in metrics else "missing"
+        shown = ", ".join(sorted(map(str, metrics))[:8]) + (", ..." if len(metrics) > 8 else "") or "none"
+        raise PluginError(f"the {self.name} task's metrics have no number under {self.selection_metric!r}, its "
+                          f"selection_metric ({got}; its keys: {shown})")
 
     def meta(self) -> dict[str, Any]:
         """Stored in every checkpoint so a model directory is self-describing (labels, model config).
@@ -302,6 +335,12 @@ class Backend(ABC):
     def relaunch_command(self, argv: list[str]) -> list[str] | None:
         """A command that runs this same ``tc`` invocation on several processes (a launcher such as
         torchrun), or None to run in this process. ``argv`` is the original ``tc`` argument list."""
+        return None
+
+    @classmethod
+    def process_launcher(cls) -> ProcessLauncher | None:
+        """The launcher for commands that run on several processes without this backend's setup (``tc
+        predict --num-processes``); None: this backend cannot run several processes."""
         return None
 
     def setup(self) -> None:

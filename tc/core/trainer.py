@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from rich.markup import escape
 
 from tc.core.cadence import Cadence
 from tc.core.checkpoint.policy import BEST, CheckpointPolicy, Start
@@ -26,7 +27,7 @@ from tc.core.config import RunSettings, dump_config
 from tc.core.errors import ConfigError, TrainingAborted
 from tc.core.evaluation import evaluate, write_results
 from tc.core.fs import atomic_write_text, ensure_writable_dir
-from tc.core.interfaces import OptimSpec, Runner
+from tc.core.interfaces import OptimSpec, Runner, Task
 from tc.core.jobs import Job
 from tc.core.reporting import Reporter
 from tc.core.sampling import BatchPlan, check_divisible
@@ -78,15 +79,37 @@ def optim_spec(cfg: Any, total_steps: int) -> OptimSpec:
 
 @dataclass
 class Selection:
-    """Model selection by devel F1 and early-stopping bookkeeping (saved in checkpoints)."""
+    """Model selection by the task's ``selection_metric`` on the selection split, and early-stopping
+    bookkeeping (saved in checkpoints, so a resumed run keeps its best). ``best`` is None until the first
+    evaluation: with ``mode`` min no sentinel number could stand for "nothing yet"."""
 
-    best_f1: float = -1.0
+    metric: str = "f1"
+    mode: str = "max"
+    best: float | None = None
     best_step: int = 0
     bad_evals: int = 0
 
-    def update(self, f1: float, step: int) -> bool:
-        if f1 > self.best_f1:
-            self.best_f1, self.best_step, self.bad_evals = f1, step, 0
+    @classmethod
+    def resume(cls, task: Task, saved: dict[str, Any]) -> Selection:
+        """The bookkeeping a checkpoint saved (``saved``: empty for a fresh start), for ``task``. A checkpoint
+        from before tasks named their metric (``best_f1``) selected by f1; one that selected by another
+        metric or mode than the task's now starts selection afresh, as its best is no score of this one."""
+        fresh = cls(task.selection_metric, task.selection_mode)
+        if not saved:
+            return fresh
+        metric, mode = saved.get("metric", "f1"), saved.get("mode", "max")
+        if (metric, mode) != (fresh.metric, fresh.mode):
+            return fresh
+        step = int(saved.get("best_step", 0))
+        best = saved.get("best", saved.get("best_f1"))
+        return cls(metric, mode, float(best) if step and best is not None else None, step,
+                   int(saved.get("bad_evals", 0)))
+
+    def update(self, score: float, step: int) -> bool:
+        """Record the evaluation at ``step``; True when it is the best so far (ties keep the earlier step)."""
+        better = self.best is None or (score > self.best if self.mode == "max" else score < self.best)
+        if better:
+            self.best, self.best_step, self.bad_evals = score, step, 0
             return True
         self.bad_evals += 1
         return False
@@ -129,7 +152,7 @@ def fit(job: Job) -> Runner:
     runner = backend.prepare(model, optim_spec(cfg, total))
     start.restore(runner)
     step, (epoch, pos) = start.step, start.epoch_position
-    selection = Selection(**start.selection)
+    selection = Selection.resume(task, start.selection)
     if step >= total:
         rep.info(f"already trained to step {step} (target {total})")
         return checkpoints.use_best(runner, selection)
@@ -185,11 +208,13 @@ def _select(job: Job, runner: Runner, dataset: Any, selection: Selection, step: 
     ei = job.cfg.eval_input
     metrics = evaluate(job.task, runner, job.backend, dataset, ei.batch_size, job.pad_to)
     metrics.update(split=job.cfg.runconfig.selection_split, step=step)
-    improved = selection.update(float(metrics["f1"]), step)
-    job.reporter.record({"step": step, "split": metrics["split"], "f1": metrics["f1"],
-                         "precision": metrics.get("precision"), "recall": metrics.get("recall")})
-    job.reporter.info(f"step {step}: {metrics['split']} F1 {metrics['f1']:.2f}"
-                      + (" (best)" if improved else f" (best {selection.best_f1:.2f} at {selection.best_step})"))
+    task, score = job.task, job.task.selection_score(metrics)
+    improved = selection.update(score, step)
+    curves = {k: metrics[k] for k in ("precision", "recall") if k in metrics}  # tc report draws them when there
+    job.reporter.record({"step": step, "split": metrics["split"], **curves, task.selection_metric: score,
+                         "selection": metrics["selection"]})
+    job.reporter.info(f"step {step}: {metrics['split']} {escape(task.metric_label)} {score:.2f}"
+                      + (" (best)" if improved else f" (best {selection.best:.2f} at {selection.best_step})"))
     if job.backend.ranks.is_main:
         write_results(job.model_dir, metrics)
     return improved
@@ -206,7 +231,9 @@ def final_evaluation(job: Job, runner: Runner | None) -> dict[str, Any]:
     metrics.update(split=ei.split or "test")
     if job.backend.ranks.is_main:
         write_results(job.model_dir, metrics)
-        job.reporter.record({"split": metrics["split"], "f1": metrics["f1"], "final": True})
+        metric = job.task.selection_metric
+        job.reporter.record({"split": metrics["split"], metric: metrics[metric], "selection": metrics["selection"],
+                             "final": True})
         job.reporter.show(job.task.render_metrics(metrics))
     return metrics
 

@@ -4,7 +4,8 @@ tc's own backends and task are entry points of the tc distribution, loaded exact
 ones, only first. A plugin that fails to import, implements a hook that does not exist (a misspelling
 such as ``register_backend``, found by pluggy's ``check_pending``), or whose hook raises, is skipped and
 recorded in ``failures``: one broken package never takes the CLI down. A name registered twice is
-rejected: the first registration stays and the failure names both plugins.
+rejected: the first registration stays and the failure names both plugins; so is a CLI command whose
+name is taken (``add_commands``: click would silently replace ``tc run``).
 ``TC_LOAD_PLUGINS`` (comma list of plugin names, empty for none) restricts which third-party plugins load.
 """
 
@@ -22,6 +23,7 @@ import pluggy
 
 from tc.core.errors import PluginError
 from tc.core.interfaces import Backend, Registry, Task
+from tc.core.launching import ProcessLauncher
 from tc.plugins import hookspecs
 
 GROUP = "tc"
@@ -71,6 +73,27 @@ class Plugins:
         if cls is None:
             raise ConfigError(f"unknown task {name!r} (valid: {', '.join(sorted(self.registry.tasks))})")
         return cls
+
+    def process_launcher(self) -> ProcessLauncher | None:
+        """The process launcher of the first registered backend that has one (built-ins first), for a
+        command that runs itself on several processes without setting that backend up (``tc predict
+        --num-processes``), so that the command names no backend. None: no backend can."""
+        for name in self.backend_names():
+            launcher = self.registry.backends[name].process_launcher()
+            if launcher is not None:
+                return launcher
+        return None
+
+
+def registered_model(name: str, where: str) -> Any:
+    """The model registered as ``name``; ``where`` (a config key or file) is named when there is none.
+    Here, not in a task, so that reading a model directory needs no task module."""
+    from tc.core.errors import ConfigError
+
+    models = load_plugins().registry.models
+    if name not in models:
+        raise ConfigError(f"{where}: unknown model {name!r} (valid: {', '.join(sorted(models))})")
+    return models[name]
 
 
 def _version(dist: Any) -> str:
@@ -223,11 +246,50 @@ def _registrar(hook: str, plugin_name: str, registry: Registry) -> Any:
 
 
 def add_commands(pm: pluggy.PluginManager, cli: Any) -> list[PluginFailure]:
-    """Let plugins add CLI commands; a plugin whose hook raises is reported, not fatal."""
+    """Let plugins add CLI commands; a plugin whose hook raises is reported, not fatal.
+
+    A command name already taken (tc's own ``run``, a built-in plugin's ``predict``, an earlier plugin's
+    command, at any depth: ``prepare token_cls``) is refused: click's ``add_command`` silently replaces
+    the old command, so after each plugin's hook any command it replaced or removed is put back and the
+    plugin is reported. Its other commands stay, as a raising hook's earlier commands do.
+    """
     failures = []
-    for impl in pm.hook.register_commands.get_hookimpls():
+    owners = dict.fromkeys(_commands(cli), "tc")
+    for impl in pm.hook.register_commands.get_hookimpls():  # registration order: built-ins first
+        before = _commands(cli)
         try:
             impl.function(cli)
         except Exception as exc:
             failures.append(PluginFailure(impl.plugin_name, "register_commands", _one_line(exc)))
+        for why in _restore(cli, before, owners, impl.plugin_name):
+            failures.append(PluginFailure(impl.plugin_name, "register_commands", why))
+        for path in _commands(cli):
+            owners.setdefault(path, impl.plugin_name)
     return failures
+
+
+def _commands(group: Any, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
+    """Every command under ``group`` by its path (``("prepare", "token_cls")``), groups included."""
+    found: dict[tuple[str, ...], Any] = {}
+    for name, command in dict(getattr(group, "commands", {})).items():
+        found[(*prefix, name)] = command
+        found.update(_commands(command, (*prefix, name)))
+    return found
+
+
+def _restore(cli: Any, before: dict[tuple[str, ...], Any], owners: dict[tuple[str, ...], str],
+             plugin: str) -> list[str]:
+    """Put back each command of ``before`` that ``plugin``'s hook replaced or removed (parents first, so
+    a replaced group comes back with its own commands); returns why, one line per command put back."""
+    put_back = []
+    for path in sorted(before, key=len):
+        parent = cli if len(path) == 1 else before[path[:-1]]
+        current = parent.commands.get(path[-1])
+        if current is before[path]:
+            continue
+        parent.add_command(before[path], path[-1])
+        name, owner = " ".join(path), owners.get(path, "tc")
+        put_back.append(f"command {name!r} is registered twice: by {owner} and by {plugin}; {owner}'s stays"
+                        if current is not None else
+                        f"command {name!r} of {owner} was removed by {plugin}; it is put back")
+    return put_back

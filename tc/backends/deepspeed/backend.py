@@ -22,6 +22,7 @@ from tc.backends.deepspeed.settings import DeepSpeedSettings
 from tc.core.errors import ConfigError, first_line
 from tc.core.hardware import set_host_threads
 from tc.core.interfaces import Availability, Backend, OptimSpec, RankInfo, Runner
+from tc.core.launching import ProcessLauncher
 
 if TYPE_CHECKING:
     import torch
@@ -69,6 +70,12 @@ class DeepSpeedBackend(Backend):
         check_settings(self.cfg, world, cuda_available())
         validate_with_deepspeed(deepspeed_config(self.cfg, world))
         return launcher.launch_command(self.settings, world, argv)
+
+    @classmethod
+    def process_launcher(cls) -> ProcessLauncher:
+        """torchrun (a hostfile: DeepSpeed's launcher) from the flags alone: ``tc predict --num-processes``
+        ranks run their own backend and never set this one up, so neither deepspeed nor its section is needed."""
+        return launcher.FlagLauncher()
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def setup(self) -> None:

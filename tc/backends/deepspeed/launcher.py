@@ -1,14 +1,18 @@
 """Starting the ranks: how many a launch will start, and the torchrun / deepspeed-launcher command that
-runs this same ``tc`` invocation on them (tc execs it, so signals reach the launcher and its ranks)."""
+runs this same ``tc`` invocation on them (tc execs it, so signals reach the launcher and its ranks).
+``FlagLauncher`` offers the same to commands that shard their own work (``tc predict --num-processes``)."""
 
 from __future__ import annotations
 
 import socket
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
+from tc.backends.deepspeed.env import under_launcher
 from tc.backends.deepspeed.settings import DeepSpeedSettings
 from tc.core.errors import ConfigError
+from tc.core.launching import ProcessLauncher
 
 
 def free_port() -> int:
@@ -45,7 +49,6 @@ def planned_world_size(settings: DeepSpeedSettings) -> int:
     return len(slots) * settings.num_processes if settings.num_processes else sum(slots)
 
 
-
 def launch_command(s: DeepSpeedSettings, world: int, argv: list[str]) -> list[str]:
     """torchrun on one machine, DeepSpeed's launcher with a hostfile (or when asked), running ``tc argv``."""
     port = str(s.master_port or free_port())
@@ -60,3 +63,20 @@ def launch_command(s: DeepSpeedSettings, world: int, argv: list[str]) -> list[st
         command += ["--num_gpus", str(s.num_processes)]
     return [*command, "--module", "tc.cli", *argv]
 
+
+class FlagLauncher(ProcessLauncher):
+    """This launcher driven by ``--num-processes`` / ``--hostfile`` alone (no ``deepspeed:`` section, no
+    DeepSpeed import: torchrun comes with torch), for a command whose ranks run another backend."""
+
+    def under_launcher(self) -> bool:
+        return under_launcher()
+
+    def planned_world(self, num_processes: int | None, hostfile: Path | None) -> int:
+        try:
+            return planned_world_size(DeepSpeedSettings(num_processes=num_processes, hostfile=hostfile))
+        except ConfigError as exc:  # its messages name the YAML key; here the user typed a flag
+            raise ConfigError(str(exc).replace("deepspeed.hostfile", "--hostfile")) from None
+
+    def relaunch_command(self, num_processes: int | None, hostfile: Path | None, world: int,
+                         argv: Sequence[str]) -> list[str]:
+        return launch_command(DeepSpeedSettings(num_processes=num_processes, hostfile=hostfile), world, list(argv))

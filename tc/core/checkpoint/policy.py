@@ -196,13 +196,15 @@ class CheckpointPolicy:
     # -- save this step ------------------------------------------------------------------------
     def save_step(self, runner: Runner, step: int, epoch: int, position: int, selection: Any,
                   improved: bool, checkpoint: bool) -> Path | None:
-        """After ``step``: the best weights when devel F1 ``improved`` (written before the checkpoint that
-        records them as best), then a resumable checkpoint when one is due; returns its path, if written."""
+        """After ``step``: the best weights when the selection score ``improved`` (written before the checkpoint
+        that records them as best, with the score under the task's metric name and that name under
+        ``selection_metric``), then a resumable checkpoint when one is due; returns its path, if written."""
         if improved:
             weights = runner.state_dict()["model"]  # on every rank: ZeRO-3 gathers collectively
             if self.backend.ranks.is_main:
-                atomic_save({"model": weights, "meta": self.job.task.meta(), "global_step": step,
-                             "f1": selection.best_f1}, self.model_dir / BEST)
+                atomic_save({selection.metric: selection.best,  # first: a metric named "model" cannot win
+                             "model": weights, "meta": self.job.task.meta(), "global_step": step,
+                             "selection_metric": selection.metric}, self.model_dir / BEST)
         if not checkpoint:
             return None
         path = self.model_dir / checkpoint_name(step, self.backend.checkpoint_suffix)
@@ -219,8 +221,9 @@ class CheckpointPolicy:
         best = self.model_dir / BEST
         if selection.best_step and best.exists():
             runner.load_state_dict(load_file(best), {"model"})
+            label = escape(self.job.task.metric_label)
             self.job.reporter.info(f"using the best {self.rc.selection_split} checkpoint "
-                                   f"(step {selection.best_step}, F1 {selection.best_f1:.2f})")
+                                   f"(step {selection.best_step}, {label} {selection.best:.2f})")
         return runner
 
 

@@ -39,6 +39,7 @@ def calibrate(model_dir: Path, data_dir: Path | None, split: str, held_out: str,
     sentences = load_split(folder, split)
     check = held_out != "none" and find_split_file(folder, held_out) is not None
     with load_predictor(model_dir, "fp32", batch_size=batch_size, overrides=overrides, calibrated=False) as predictor:
+        calibration.check_writable(predictor.trained.model_dir)  # a refused write is said before the fitting
         result = calibration.calibrate(predictor, sentences, split)
         if check:
             result.held_out = calibration.measure(predictor, load_split(folder, held_out), result.temperature,

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tc.core.errors import CheckpointError, first_line
-from tc.core.fs import atomic_write_text
+from tc.core.errors import CheckpointError, DataError, first_line
+from tc.core.fs import STAGING_STEM, atomic_write_text, not_regular, write_errors
 
 if TYPE_CHECKING:
     import torch
@@ -140,7 +142,7 @@ def entity_log_loss(logits: np.ndarray, counts: Sequence[int], gold: Sequence[Se
 
 
 def _entity_word_spans(ids: np.ndarray, counts: Sequence[int], labels: Sequence[str]) -> list[tuple[int, int]]:
-    from tc.tasks.token_cls.predict import word_spans
+    from tc.tasks.token_cls.spans import word_spans
 
     spans, start = [], 0
     for count in counts:
@@ -176,7 +178,7 @@ def entity_confidences(logits: np.ndarray, counts: Sequence[int], gold: Sequence
                        ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(score, correct) per predicted entity, scored as ``predict.entities`` scores them (``ids``: the words'
     decoded classes, ``word_ids``; argmax when not given)."""
-    from tc.tasks.token_cls.predict import word_spans
+    from tc.tasks.token_cls.spans import word_spans
 
     probs = np.exp(_log_softmax(logits / temperature))
     ids = probs.argmax(-1) if ids is None else ids
@@ -277,6 +279,23 @@ def measure(predictor: Predictor, sentences: Sequence[Sentence], temperature: fl
                                         temperature, word_ids(logits, counts, _decoder(predictor)))
     return {"split": split, "entity_ece_before": round(before, 6), "entity_ece_after": round(after, 6),
             "predicted_entities": entities}
+
+
+def check_writable(model_dir: Path) -> None:
+    """Refuse, before any fitting (minutes on a large split, all lost if ``save`` then fails), a model
+    directory ``save`` cannot write ``calibration.json`` into: the same one line ``atomic_writer`` would
+    give afterwards, now first. A ``calibration.json`` that is not a regular file is refused as every
+    writer refuses it; a read-only or forbidden folder shows by making and removing a staging file there
+    as ``atomic_writer`` does (``write_errors``: ``<path>: cannot write (<reason>)``). A disk that fills
+    during the write still fails there, atomically."""
+    path = Path(model_dir) / CALIBRATION_FILE
+    kind = not_regular(path)
+    if kind is not None:
+        raise DataError(f"{path}: is {kind}, not a regular file; tc writes only regular files")
+    with write_errors(path):
+        fd, staging = tempfile.mkstemp(prefix=f".{path.name[:STAGING_STEM]}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        os.unlink(staging)
 
 
 def save(model_dir: Path, result: Calibration) -> None:

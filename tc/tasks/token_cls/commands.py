@@ -42,6 +42,10 @@ from tc.tasks.token_cls.corpus.readers import DOCUMENT_INPUTS, FORMATS
                    "--output suffix: converts, e.g. PubTator in, BioC out.")
 @click.option("--min-score", default=0.0, show_default=True, type=click.FloatRange(0, 1),
               help="Leave out entities scoring below this (as tc serve's --min-score; CoNLL: labelled O).")
+@click.option("--document-rules", metavar="RULES",
+              help="Document-level rules on predicted mentions: none, or any of abbreviation, no_long_form, "
+                   "long_form, consistency joined by commas (default: the model dir's, else "
+                   "abbreviation,no_long_form).")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1), help="Windows per batch.")
 @click.option("--backend", "backend_name", default="cpu", show_default=True, help="Registered backend name.")
 @click.option("--checkpoint", type=click.Path(path_type=Path),
@@ -65,7 +69,7 @@ from tc.tasks.token_cls.corpus.readers import DOCUMENT_INPUTS, FORMATS
 def predict(model_dir: Path, input_path: str, fmt: str | None, output_path: str, output_format: str | None,
             min_score: float, batch_size: int, backend_name: str, checkpoint: Path | None,
             overrides: tuple[str, ...], quiet: bool, chunk_size: int, overwrite: bool, num_processes: int | None,
-            hostfile: Path | None, precision: str) -> None:
+            hostfile: Path | None, precision: str, document_rules: str | None) -> None:
     """Tag raw text, JSONL, CoNLL or documents (PubTator, BioC, BRAT) with a trained model; entities come
     with character offsets, documents come back in their format with predicted mentions.
 
@@ -73,13 +77,15 @@ def predict(model_dir: Path, input_path: str, fmt: str | None, output_path: str,
     --num-processes N splits it over N processes; the output is the same either way (BioC and BRAT are
     read and written whole, on one process)."""
     from tc.tasks.token_cls.corpus.run import PredictJob, predict_command
+    from tc.tasks.token_cls.documents.rules import rules_flag
     from tc.tasks.token_cls.inference_sets import check_inference_sets
 
     check_inference_sets(overrides, model_dir, backend_name, precision)  # before ranks start or a model loads
     job = PredictJob(model_dir=model_dir, input_path=input_path, fmt=fmt, output_path=output_path,
                      batch_size=batch_size, backend=backend_name, checkpoint=checkpoint, overrides=overrides,
                      quiet=quiet, precision=precision, chunk_size=chunk_size, num_processes=num_processes,
-                     hostfile=hostfile, overwrite=overwrite, output_format=output_format, min_score=min_score)
+                     hostfile=hostfile, overwrite=overwrite, output_format=output_format, min_score=min_score,
+                     document_rules=rules_flag(document_rules))
     predict_command(job, sys.argv[1:])
 
 

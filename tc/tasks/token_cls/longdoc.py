@@ -47,7 +47,7 @@ def segments(text: str, size: int = SEGMENT_CHARS) -> Iterator[tuple[int, int]]:
 
 def tag_long_document(predictor: Predictor, text: str, progress: Progress | None = None) -> list[dict[str, Any]]:
     """The entities of ``text``, equal to ``entities(text, split_words(text), ...)`` of a whole-text run."""
-    from tc.tasks.token_cls.predict import split_words, word_spans
+    from tc.tasks.token_cls.spans import split_words, word_spans
     from tc.tasks.token_cls.windows import plan_windows
 
     budget = predictor.trained.max_sequence_length - 2

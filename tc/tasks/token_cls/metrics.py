@@ -5,6 +5,7 @@ percentages."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -71,6 +72,10 @@ def metrics_table(metrics: dict[str, Any]) -> Table:
     if "token_macro_f1" in metrics:
         table.caption = (f"token-level macro F1 {metrics['token_macro_f1']:.2f}  |  "
                          f"{metrics.get('examples_per_s', 0):.0f} windows/s")
+    without = metrics.get("without_rules", {})
+    if "f1" in without:
+        line = f"document rules {', '.join(metrics['document_rules'])}: F1 without them {without['f1']:.2f}"
+        table.caption = f"{table.caption}\n{line}" if table.caption else line
     return table
 
 
@@ -81,8 +86,15 @@ def _only(sequence: list[str], types: tuple[str, ...] | None) -> list[str]:
     return [x if x == "O" or x[2:] in types else "O" for x in sequence]
 
 
-def _documents(part: Any, words: list[list[str]], types: tuple[str, ...] | None,
-               prefix: str = "") -> tuple[list[Any], list[Any]]:
+def predicted_documents(part: Any, words: list[list[str]], rules: Sequence[str] = ()) -> list[Any]:
+    """A document part's documents carrying the predicted mentions, revised by the document ``rules``."""
+    from tc.tasks.token_cls.documents.rules import apply_rules
+
+    return [apply_rules(d, rules) for d in part.corpus.to_documents(words[part.start : part.stop])]
+
+
+def _documents(part: Any, words: list[list[str]], types: tuple[str, ...] | None, prefix: str = "",
+               rules: Sequence[str] = ()) -> tuple[list[Any], list[Any]]:
     """(gold, predicted) documents of a document part, restricted to ``types``, ids prefixed."""
     import dataclasses
 
@@ -92,23 +104,49 @@ def _documents(part: Any, words: list[list[str]], types: tuple[str, ...] | None,
         kept = with_mentions(doc, [m for m in doc.mentions if types is None or m.type in types])
         return dataclasses.replace(kept, id=prefix + doc.id) if prefix else kept
 
-    predicted = part.corpus.to_documents(words[part.start : part.stop])
-    return [keep(d) for d in part.corpus.documents], [keep(d) for d in predicted]
+    return [keep(d) for d in part.corpus.documents], [keep(d) for d in predicted_documents(part, words, rules)]
+
+
+def _word_rules(data: Any, pred: list[list[str]], rules: Sequence[str]) -> list[list[str]]:
+    """``pred`` revised by the document rules in the parts read from TSV/CoNLL files that mark documents
+    (``-DOCSTART-``; ``word_rules``); document parts are revised on their documents instead."""
+    from tc.tasks.token_cls.word_rules import revise_labels
+
+    out = list(pred)
+    for part in data.parts:
+        sentences = data.sentences[part.start : part.stop]
+        if part.corpus is None and any(s.doc_index is not None for s in sentences):
+            out[part.start : part.stop] = revise_labels([s.words for s in sentences], pred[part.start : part.stop],
+                                                        [s.doc_index for s in sentences], rules)
+    return out
+
+
+def _brief(scores: dict[str, Any]) -> dict[str, Any]:
+    keep = ("precision", "recall", "f1", "entities", "mentions", "correct", "predicted", "per_type", "errors")
+    return {k: v for k, v in scores.items() if k in keep}
 
 
 def split_scores(data: Any, gold: list[list[str]], pred: list[list[str]],
-                 types: list[tuple[str, ...] | None]) -> dict[str, Any]:
+                 types: list[tuple[str, ...] | None], rules: Sequence[str] = ()) -> dict[str, Any]:
     """Scores of a split read by ``tc.tasks.token_cls.sources`` (``SplitData``; ``types[i]`` what part
     ``i`` annotates, None for all): seqeval entity scores overall (top-level, ``f1``), per corpus when
     there are several (``corpora``), and mention-level scores on the documents (``mentions``,
-    ``mention_f1``: micro over every document part; each corpus's own under ``corpora``)."""
+    ``mention_f1``: micro over every document part; each corpus's own under ``corpora``).
+
+    With document ``rules``, every figure is of the predictions the rules revised (TSV/CoNLL parts that
+    mark documents, and document parts' mentions), and ``without_rules`` holds the same scores of the
+    model's own predictions, so a rule's effect reads off one file."""
     from tc.tasks.token_cls.documents import mention_scores
 
     parts = data.parts
-    shown = list(pred)
+    own = list(pred)
     for part, kinds in zip(parts, types, strict=True):
-        shown[part.start : part.stop] = [_only(s, kinds) for s in pred[part.start : part.stop]]
+        own[part.start : part.stop] = [_only(s, kinds) for s in pred[part.start : part.stop]]
+    shown = _word_rules(data, own, rules) if rules else own
     metrics = entity_scores(gold, shown)
+    without: dict[str, Any] = {}
+    if rules:
+        without = _brief(entity_scores(gold, own)) if shown != own else {"same": True}
     several = len(parts) > 1
     if several:
         metrics["corpora"] = {
@@ -117,21 +155,29 @@ def split_scores(data: Any, gold: list[list[str]], pred: list[list[str]],
             for part, kinds in zip(parts, types, strict=True)}
     all_gold: list[Any] = []
     all_pred: list[Any] = []
+    raw_pred: list[Any] = []
     alignment = {}
     for part, kinds in zip(parts, types, strict=True):
         if part.corpus is None:
             continue
-        g, p = _documents(part, pred, kinds, f"{part.source.name}/" if several else "")
+        g, p = _documents(part, pred, kinds, f"{part.source.name}/" if several else "", rules)
         all_gold.extend(g)
         all_pred.extend(p)
+        if rules:
+            raw_pred.extend(_documents(part, pred, kinds, f"{part.source.name}/" if several else "")[1])
         alignment[part.source.name] = part.corpus.report.to_dict()
         if several:
-            own = mention_scores(g, p)
-            metrics["corpora"][part.source.name].update(mentions=own, mention_f1=own["f1"])
+            scores = mention_scores(g, p)
+            metrics["corpora"][part.source.name].update(mentions=scores, mention_f1=scores["f1"])
     if all_gold:
         metrics["mentions"] = mention_scores(all_gold, all_pred)
         metrics["mention_f1"] = metrics["mentions"]["f1"]
         metrics["alignment"] = alignment if several else next(iter(alignment.values()))
+        if rules:
+            without["mentions"] = _brief(mention_scores(all_gold, raw_pred))
+    if rules:
+        metrics["document_rules"] = list(rules)
+        metrics["without_rules"] = without
     return metrics
 
 

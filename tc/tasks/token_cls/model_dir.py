@@ -58,6 +58,8 @@ class TrainedModel:
     """The registered model that builds the network (``tc_task.json``'s ``model``)."""
     context_tokens: int = 0
     """Document context the model was trained with (``tc_task.json``): prediction feeds the same."""
+    document_rules: tuple[str, ...] | None = None
+    """``model.document_rules`` as trained (``tc_task.json``); None: tc's default."""
 
     def __repr__(self) -> str:
         return (f"TrainedModel({str(self.model_dir)!r}, weights={self.weights_path.name!r}, "
@@ -66,8 +68,8 @@ class TrainedModel:
     def build_model(self) -> torch.nn.Module:
         """The network with these weights; a checkpoint that does not fit the config is refused."""
         from tc.core.checkpoint import apply_model_state
+        from tc.plugins.manager import registered_model
         from tc.tasks.token_cls.decoding import attach_word_decoder
-        from tc.tasks.token_cls.task import registered_model
 
         model = registered_model(self.model_name, str(self.model_dir / TASK_FILE)).build(self.config)
         apply_model_state(model, self.state, strict=True, source=self.weights_path,
@@ -89,6 +91,21 @@ def read_task_info(model_dir: Path) -> dict[str, Any]:
     if missing:
         raise CheckpointError(f"{path}: missing key {missing[0]!r}")
     return info
+
+
+def _document_rules(info: dict[str, Any], path: Path) -> tuple[str, ...] | None:
+    """``tc_task.json``'s ``document_rules`` (absent: None, the default applies)."""
+    from tc.tasks.token_cls.documents.rules import check_rules
+
+    rules = info.get("document_rules")
+    if rules is None:
+        return None
+    if not isinstance(rules, list) or not all(isinstance(r, str) for r in rules):
+        raise CheckpointError(f"{path}: document_rules must be a list of rule names")
+    try:
+        return check_rules(rules, f"{path}: document_rules")
+    except ValueError as exc:
+        raise CheckpointError(str(exc)) from None
 
 
 def read_weights(model_dir: Path, checkpoint: Path | None, native: str, reader: Any) -> tuple[Path, Any, str | None]:
@@ -113,8 +130,8 @@ def load_trained_model(model_dir: str | Path, checkpoint: str | Path | None = No
     file is used instead, one ``note:`` line on stderr says so (unless ``quiet``): predictions from other
     weights than the user expects must never be silent.
     """
+    from tc.plugins.manager import registered_model
     from tc.tasks.token_cls.labels import LabelMap
-    from tc.tasks.token_cls.task import registered_model
 
     model_dir = Path(model_dir).expanduser()
     if not model_dir.exists():
@@ -143,6 +160,7 @@ def load_trained_model(model_dir: str | Path, checkpoint: str | Path | None = No
         vocab_file=vocab, do_lower_case=bool(info["do_lower_case"]),
         max_sequence_length=int(info["max_sequence_length"]), label_scheme=info.get("label_scheme", "typed"),
         note=note, model_name=model_name, context_tokens=int(info.get("context_tokens") or 0),
+        document_rules=_document_rules(info, model_dir / TASK_FILE),
     )
     if note and not quiet:
         print(note, file=sys.stderr, flush=True)

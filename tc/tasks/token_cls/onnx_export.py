@@ -223,12 +223,16 @@ class OnnxRunner:
 
 def load_predictor(model_dir: str | Path, precision: str = "fp32", backend: str = "cpu",
                    checkpoint: str | Path | None = None, batch_size: int = 32,
-                   overrides: Sequence[str] = (), calibrated: bool = True) -> Predictor:
+                   overrides: Sequence[str] = (), calibrated: bool = True,
+                   document_rules: tuple[str, ...] | None = None) -> Predictor:
     """A Predictor for ``precision``: tc's own runner for fp32, else onnxruntime (CPU) in its place;
-    ``calibrated``: with the model dir's ``calibration.json`` temperature applied to the scores, if any."""
+    ``calibrated``: with the model dir's ``calibration.json`` temperature applied to the scores, if any;
+    ``document_rules``: the rules documents are tagged with (None: the model dir's, else tc's default)."""
     from tc.tasks.token_cls.calibration import apply_calibration
 
     predictor = _load_predictor(model_dir, precision, backend, checkpoint, batch_size, overrides)
+    if document_rules is not None:
+        predictor.document_rules = document_rules
     if calibrated:
         try:
             apply_calibration(predictor)

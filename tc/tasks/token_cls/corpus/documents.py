@@ -7,6 +7,13 @@ folder or a ``.txt`` with a ``.ann`` beside it is BRAT); JSONL when it is conver
 ``entities`` added), so existing pipelines see no change. The output's format is ``--output-format``,
 else its suffix, else (stdout) the input's.
 
+**Pre-annotation** (``brat_text``): the output decides, always. A ``.txt`` input with no ``.ann`` beside it
+is one BRAT document without mentions (its id is the file stem) when the output is BRAT: a ``.ann``, a
+folder (an existing one, or a path ending in ``/``) or ``--output-format brat``; into anything else it
+stays raw text, one document per line, as before. Any other plain input (stdin, CoNLL, ``--format
+text``) into a ``.ann`` is refused, naming ``--output``. ``-i doc.txt -o doc.ann`` writes only
+``doc.ann`` beside its text, which is left as it is.
+
 Two ways to run, chosen by the formats:
 
 * **Streamed** (PubTator or JSONL in, PubTator or JSONL out): documents are read lazily and tagged
@@ -20,6 +27,7 @@ Two ways to run, chosen by the formats:
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -77,10 +85,39 @@ def _source(input_path: str, fmt: str | None) -> str | None:
         return None
 
 
+def _brat_output(output_path: str, target: str | None) -> bool:
+    """Whether a ``.txt`` input's output is BRAT: ``--output-format brat``, a ``.ann``, or a new folder
+    typed with a final ``/``. An existing folder is not taken for one (``-o .`` or ``-o MODEL_DIR`` would
+    write a pair into it: refused as a directory, as ever)."""
+    if target is not None or output_path == "-":
+        return target == "brat"
+    if output_path.lower().endswith(".ann"):
+        return True
+    return output_path.endswith(("/", os.sep)) and not Path(output_path).expanduser().exists()
+
+
+def brat_text(input_path: str, fmt: str | None) -> bool:
+    """A ``.txt`` input that is not PubTator: BRAT text (with or without its ``.ann``) for a BRAT output."""
+    name = Path(input_path).name.lower()
+    return fmt is None and input_path != "-" and name.endswith(".txt") and not name.endswith(".pubtator.txt")
+
+
 def plan(input_path: str, fmt: str | None, output_path: str, output_format: str | None) -> DocPlan | None:
     """How ``tc predict`` treats this input: as documents (a plan) or as plain text/JSONL/CoNLL (None)."""
     target = format_name(output_format, "--output-format") if output_format is not None else None
     source = _source(input_path, fmt)
+    if source is None and _brat_output(output_path, target):
+        if brat_text(input_path, fmt):
+            return DocPlan("brat", "brat")
+        if target is None and output_path.lower().endswith(".ann"):
+            what = f"--format {fmt}" if fmt else f"--input {input_path}"
+            raise DataError(f"--output {output_path}: BRAT output needs a .txt file, a folder of them or document "
+                            f"input (PubTator, BioC, BRAT or JSONL; name it with --format), not {what}")
+    if source is None and brat_text(input_path, fmt) and output_path != "-":
+        if target is None and Path(output_path).name.lower().endswith(CONVERTING_SUFFIXES):
+            target = detect_format(Path(output_path), writing=True).name
+        if target is not None:  # the output decides: a .txt is one document (BRAT text) in any document format
+            return DocPlan("brat", target)
     if source is None:
         if target is not None:
             what = f"--format {fmt}" if fmt else f"--input {input_path}"
@@ -220,7 +257,8 @@ def render_chunk(predictor: Any, plan: DocPlan, chunk: Sequence[DocUnit], min_sc
     """The output text of one chunk of documents, predicted mentions in place of their own."""
     from tc.tasks.token_cls.documents.tagging import tag_documents
 
-    tagged = tag_documents(predictor.predict, [u.doc for u in chunk], min_score)
+    tagged = tag_documents(predictor.predict, [u.doc for u in chunk], min_score,
+                           predictor.document_rules)
     text = "".join(_unit_text(plan, unit, doc) for unit, doc in zip(chunk, tagged, strict=True))
     return text, Tally(units=len(chunk), entities=sum(len(d.mentions) for d in tagged))
 
@@ -231,19 +269,34 @@ def render_chunk(predictor: Any, plan: DocPlan, chunk: Sequence[DocUnit], min_sc
 
 
 def _input_files(plan: DocPlan, input_path: Path) -> list[Path]:
-    """Every file the input consists of (a BRAT input is its .txt and .ann files)."""
+    """Every file the input consists of (a BRAT input is its .txt and .ann files; a .txt alone has no .ann)."""
     if plan.source != "brat":
         return [input_path]
     if input_path.is_dir():
         return sorted(p for p in input_path.iterdir() if p.suffix in (".txt", ".ann"))
-    return [input_path.with_suffix(".txt"), input_path.with_suffix(".ann")]
+    ann = input_path.with_suffix(".ann")
+    return [input_path.with_suffix(".txt"), *([ann] if os.path.lexists(ann) else [])]
 
 
-def output_files(plan: DocPlan, output: Path, docs: Sequence[Document]) -> list[Path]:
-    """The files writing ``docs`` to ``output`` creates or replaces."""
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def output_files(plan: DocPlan, output: Path, docs: Sequence[Document], source: Path | None = None) -> list[Path]:
+    """The files writing ``docs`` to ``output`` creates or replaces. A single BRAT pair written beside its
+    own input text (``-i doc.txt -o doc.ann``) leaves that text as it is, so it is not one of them; a text
+    the writer would change (a byte-order mark is not written back) is, and is refused as the input."""
     if plan.target != "brat":
         return [output]
-    return [file for pair in brat.pair_paths(output, docs, flag="--output") for file in pair]
+    files = [file for pair in brat.pair_paths(output, docs, flag="--output") for file in pair]
+    if source is not None and plan.source == "brat" and not source.is_dir() and len(docs) == 1:
+        txt = source.with_suffix(".txt")
+        if _same_file(files[0], txt) and txt.read_bytes() == docs[0].text.encode("utf-8"):
+            files = files[1:]
+    return files
 
 
 def predict_whole(job: Any, plan: DocPlan) -> None:
@@ -268,7 +321,7 @@ def predict_whole(job: Any, plan: DocPlan) -> None:
     output = None if job.output_path == "-" else Path(job.output_path).expanduser()
     if output is not None:
         named = {"--input": source, "--checkpoint": job.checkpoint}
-        for target in output_files(plan, output, docs):
+        for target in output_files(plan, output, docs, source):
             check_output(target, inputs=named, protected_dirs={"--model-dir": job.model_dir}, flag="--output")
             check_output(target, inputs=_input_files(plan, source), flag="--output")
             if target.is_dir():
@@ -276,7 +329,7 @@ def predict_whole(job: Any, plan: DocPlan) -> None:
             check_replace(target, job.overwrite, choose="choose another output")
     talk = not job.quiet
     with load_predictor(job.model_dir, job.precision, job.backend, job.checkpoint, job.batch_size,
-                        list(job.overrides)) as predictor:
+                        list(job.overrides), document_rules=job.document_rules) as predictor:
         if talk:
             note(f"predicting with {predictor.trained.weights_path} ({len(predictor.labels)} labels) on "
                  f"{predictor.backend.device_description()}")
@@ -285,7 +338,7 @@ def predict_whole(job: Any, plan: DocPlan) -> None:
         start = time.perf_counter()
         tagged: list[Document] = []
         for chunk in iter_chunks(iter(docs), job.chunk_size):
-            tagged.extend(tag_documents(predictor.predict, chunk, job.min_score))
+            tagged.extend(tag_documents(predictor.predict, chunk, job.min_score, predictor.document_rules))
             progress.documents(len(tagged), predictor.stats.words)
         found = sum(len(d.mentions) for d in tagged)
         if output is None:

@@ -47,6 +47,8 @@ class PredictJob:
     overwrite: bool = False
     output_format: str | None = None
     min_score: float = 0.0
+    document_rules: tuple[str, ...] | None = None
+    """``--document-rules`` (None: the model dir's, else tc's default)."""
     plan: documents.DocPlan | None = None
     """Set by ``predict_command``: the input is documents (see ``corpus.documents``), else plain."""
 
@@ -55,7 +57,8 @@ class PredictJob:
         found = {"--format": fmt, "--precision": self.precision, "--backend": self.backend,
                  "--checkpoint": None if self.checkpoint is None else str(self.checkpoint.expanduser().resolve()),
                  "--batch-size": self.batch_size, "--chunk-size": self.chunk_size, "--set": list(self.overrides),
-                 "--min-score": self.min_score}
+                 "--min-score": self.min_score,
+                 "--document-rules": None if self.document_rules is None else list(self.document_rules)}
         return found if self.plan is None else {**found, **self.plan.settings()}
 
     def units(self, fmt: str, cursor: Cursor | None = None) -> Iterator[Any]:
@@ -130,7 +133,7 @@ def _tag(job: PredictJob, fmt: str, output: Path | None, identity: dict[str, Any
     talk = not job.quiet and rank.is_main
     overrides = shard.thread_overrides(job.overrides, job.backend, rank)
     with load_predictor(job.model_dir, job.precision, job.backend, job.checkpoint, job.batch_size,
-                        overrides) as predictor:
+                        overrides, document_rules=job.document_rules) as predictor:
         if talk:
             extra = f", rank 0 of {rank.world}" if rank.world > 1 else ""
             note(f"predicting with {predictor.trained.weights_path} ({len(predictor.labels)} labels) on "

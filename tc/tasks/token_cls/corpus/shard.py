@@ -1,5 +1,5 @@
-"""Sharding ``tc predict`` over processes with the deepspeed backend's launcher (torchrun, or DeepSpeed's
-launcher with a hostfile), and no process group at all.
+"""Sharding ``tc predict`` over processes with the process launcher a registered backend offers
+(``Backend.process_launcher``: torchrun, or a multi-node launcher with a hostfile), and no process group.
 
 Every rank reads the whole input and tags chunks ``rank, rank + W, rank + 2W, ...`` into its own shard of
 ``OUT.partial/``; the ranks never talk to each other. Rank 0, when its own shard is done, waits for every
@@ -17,9 +17,12 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tc.core.errors import ConfigError, TcError
+
+if TYPE_CHECKING:
+    from tc.core.launching import ProcessLauncher
 
 POLL_SECONDS = 0.2
 THREAD_KEYS = ("runconfig.num_threads=", "cpu.num_threads=")  # the 2nd: its deprecated alias, still accepted
@@ -60,43 +63,47 @@ def launch_token() -> str:
                                                      "TORCHELASTIC_RESTART_COUNT"))
 
 
+def _registered_launcher() -> ProcessLauncher | None:
+    """The registry's process launcher: this module names no backend."""
+    from tc.plugins.manager import load_plugins
+
+    return load_plugins().process_launcher()
+
+
+def _launcher(flag: str) -> ProcessLauncher:
+    launcher = _registered_launcher()
+    if launcher is None:
+        raise ConfigError(f"{flag}: no registered backend can run several processes")
+    return launcher
+
+
 def under_launcher() -> bool:
-    from tc.backends.deepspeed.env import under_launcher as launched
-
-    return launched()
-
-
-def launch_settings(num_processes: int | None, hostfile: Path | None) -> object:
-    """The deepspeed backend's launcher settings for ``--num-processes`` / ``--hostfile``."""
-    from tc.backends.deepspeed.settings import DeepSpeedSettings
-
-    return DeepSpeedSettings(num_processes=num_processes, hostfile=hostfile)
+    """This process is one rank of a launch (without a launcher, it cannot be)."""
+    launcher = _registered_launcher()
+    return launcher is not None and launcher.under_launcher()
 
 
 def planned_world(num_processes: int | None, hostfile: Path | None) -> int:
-    """Ranks ``--num-processes`` / ``--hostfile`` will start (the deepspeed backend's own count)."""
-    from tc.backends.deepspeed.launcher import planned_world_size
-
+    """Ranks ``--num-processes`` / ``--hostfile`` will start (the launcher's own count)."""
     if num_processes is None and hostfile is None:
         return 1
-    try:
-        return planned_world_size(launch_settings(num_processes, hostfile))  # type: ignore[arg-type]
-    except ConfigError as exc:  # its messages name the YAML key; here the user typed a flag
-        raise ConfigError(str(exc).replace("deepspeed.hostfile", "--hostfile")) from None
+    return _launcher(_flag(num_processes, hostfile)).planned_world(num_processes, hostfile)
 
 
 def launch(num_processes: int | None, hostfile: Path | None, world: int, argv: Sequence[str]) -> None:
     """Become the launcher (exec, so Ctrl-C and kill reach it and its ranks), running ``tc argv`` on
-    ``world`` ranks through the deepspeed backend's ``launch_command``."""
-    from tc.backends.deepspeed.launcher import launch_command
-
-    command = launch_command(launch_settings(num_processes, hostfile), world, list(argv))  # type: ignore[arg-type]
+    ``world`` ranks through the launcher's ``relaunch_command``."""
+    command = _launcher(_flag(num_processes, hostfile)).relaunch_command(num_processes, hostfile, world, list(argv))
     os.environ[LAUNCH_ENV] = uuid.uuid4().hex  # inherited by the launcher and every rank it starts
     if hostfile is None:  # one machine: say the cores per rank, rather than torchrun's banner about it
         os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _cores() // world)))
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(command[0], command)
+
+
+def _flag(num_processes: int | None, hostfile: Path | None) -> str:
+    return f"--num-processes {num_processes}" if num_processes else f"--hostfile {hostfile}"
 
 
 def thread_overrides(overrides: Sequence[str], backend: str, rank: Rank) -> list[str]:

@@ -34,13 +34,13 @@ def render_chunk(predictor: Any, fmt: str, chunk: Sequence[Document | Block], mi
     entities scoring below ``min_score`` are left out (CoNLL: their words labelled ``O``)."""
     if fmt == "conll":
         return _render_conll(predictor, chunk, min_score)  # type: ignore[arg-type]
-    from tc.tasks.token_cls.documents.tagging import keep_scores
+    from tc.tasks.token_cls.documents.tagging import revise_entities
 
     docs: Sequence[Document] = chunk  # type: ignore[assignment]
     tally = Tally()
     lines = []
     for doc, found in zip(docs, predictor.predict([d.text for d in docs]), strict=True):
-        spans = keep_scores(found, min_score)
+        spans = revise_entities(doc.text, found, predictor.document_rules, min_score)
         lines.append(json.dumps({**doc.record, "entities": spans}, ensure_ascii=False) + "\n")
         tally.units += 1
         tally.entities += len(spans)
@@ -51,7 +51,7 @@ def _conll_labels(predictor: Any, sentences: Sequence[Sequence[str]], min_score:
                   documents: Sequence[int]) -> list[list[str]]:
     """One label per token; with ``min_score``, entities scoring below it (the mean probability over
     their words, rounded as ``tc predict`` reports it) become ``O``."""
-    from tc.tasks.token_cls.predict import word_spans
+    from tc.tasks.token_cls.spans import word_spans
 
     if min_score <= 0.0:
         return predictor.predict_tokens(sentences, documents)
@@ -79,7 +79,7 @@ def _documents(blocks: Sequence[Block]) -> list[int]:
 
 
 def _render_conll(predictor: Any, blocks: Sequence[Block], min_score: float = 0.0) -> tuple[str, Tally]:
-    from tc.tasks.token_cls.predict import word_spans
+    from tc.tasks.token_cls.spans import word_spans
 
     sentences = [b for b in blocks if b.is_sentence]
     documents = _documents(blocks)

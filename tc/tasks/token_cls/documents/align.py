@@ -8,7 +8,7 @@ Rules (documented here because training and scoring depend on them):
   letter or a digit (opening quotes/brackets allowed before it), except after a common abbreviation
   (``e.g.``, ``i.e.``, ``et al.``, ``Fig.``, ``vs.``, ... see ``ABBREVIATIONS``) or a single letter
   (initials, ``E. Coli``). A split never falls inside a mention.
-* **Words**: BERT's basic tokenizer (``predict.split_words``), then cut at every mention boundary that
+* **Words**: BERT's basic tokenizer (``spans.split_words``), then cut at every mention boundary that
   falls inside a word ("Naloxone-induced", "antihypertensive"), so every mention is a whole number of
   words. ``split_at_mentions=False`` (for scoring without giving gold boundaries to the tokenizer)
   skips both the cuts and the sentence protection, and labels every word a mention touches.
@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tc.tasks.token_cls.documents.model import Document, Mention, with_mentions
-from tc.tasks.token_cls.predict import split_words, word_spans
 from tc.tasks.token_cls.sentence import Sentence
+from tc.tasks.token_cls.spans import split_words, word_spans
 
 __all__ = ["ABBREVIATIONS", "AlignReport", "AlignedCorpus", "DocSentence", "documents_to_sentences",
            "resolve_overlaps", "sentence_spans", "spans_from_labels"]

@@ -144,6 +144,8 @@ def _annotation(bioc: Any, mention: Mention, ann_id: str) -> Any:
     ann.infons["type"] = mention.type
     if mention.score is not None and "score" not in mention.infons:
         ann.infons["score"] = f"{mention.score:.4f}"
+    if mention.rule is not None and "rule" not in mention.infons:
+        ann.infons["rule"] = mention.rule
     ann.text = mention.text if mention.text is not None else ""
     for start, end in mention.fragments or ((mention.start, mention.end),):
         ann.add_location(bioc.BioCLocation(start, end - start))

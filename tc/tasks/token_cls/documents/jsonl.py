@@ -107,6 +107,8 @@ def _entity(mention: Mention, doc: Document, type_key: str) -> dict[str, Any]:
         entity["id"] = mention.id
     if mention.score is not None:
         entity["score"] = mention.score
+    if mention.rule is not None:
+        entity["rule"] = mention.rule
     return entity
 
 

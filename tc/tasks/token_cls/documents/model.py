@@ -52,6 +52,8 @@ class Mention:
     infons: dict[str, Any] = field(default_factory=dict)
     fragments: tuple[tuple[int, int], ...] = ()
     score: float | None = None
+    rule: str | None = None
+    """The document rule that made or retyped this predicted mention (``rules.py``), None for the model's own."""
 
     @property
     def discontinuous(self) -> bool:

@@ -7,6 +7,15 @@ the mention lines where the first one stood (relation lines stay: they name conc
 A discontinuous mention from another format is written as its whole span. Columns after the type go
 to ``infons["identifier"]`` (the sixth) and ``infons["pubtator_more"]`` (the rest, tab-joined, e.g.
 CDR's composite mention names).
+
+**Line ends**: each document keeps the line end it was read with (``\\r\\n`` or ``\\n``: its title line's),
+its abstract line its own, and its last line ends as read, so a CRLF file without a final line break
+comes back without a stray ``\\r``. **Refused before anything is written** (one DataError naming the
+document): an id PubTator cannot hold (empty, or holding ``|``, a tab or a line break: the title line
+``PMID|t|`` and the tab-separated mention lines would read back as another id or as broken lines), and a
+title or abstract ending in ``\\r`` on a ``\\n`` line (the reader takes that ``\\r`` for half of a CRLF line
+end, so the text would come back one character short and every later offset would shift). Line breaks
+and tabs inside a text become spaces, one for one, so offsets hold (``characters_replaced``).
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ from typing import Any
 
 from tc.core.errors import DataError
 from tc.core.fs import atomic_writer
+from tc.tasks.token_cls.documents.brat import _where
 from tc.tasks.token_cls.documents.model import Document, Mention, Passage, check_mention, render_layout
 from tc.tasks.token_cls.textio import BOM, join_lines, read_text, split_lines
 
@@ -45,18 +55,23 @@ class _Builder:
     def __init__(self, path: Path, pmid: str, title: str, line: int, cr: str) -> None:
         self.path, self.pmid, self.title, self.line, self.cr = path, pmid, title, line, cr
         self.abstract: str | None = None
+        self.abstract_cr = cr
+        self.last_cr = cr
+        """What ended the abstract line and the document's last line before its ``\\n`` (``\\r`` or nothing):
+        the last line of a CRLF file without a final line break has no ``\\r``, and must not get one."""
         self.mentions: list[Mention] = []
         self.layout: list[tuple[str, str]] = []
         self.mention_lines: list[int] = []
 
     def add(self, number: int, raw: str) -> None:
         line = raw[:-1] if raw.endswith("\r") else raw
+        self.last_cr = raw[len(line) :]
         match = _TEXT_LINE.match(line)
         if match and match.group(1) == self.pmid and match.group(2) == "a":
             if self.abstract is not None or self.layout:
                 raise DataError(f"{self.path}:{number}: abstract line of document {self.pmid} must directly "
                                 "follow its title line")
-            self.abstract = match.group(3)
+            self.abstract, self.abstract_cr = match.group(3), self.last_cr
             return
         if not line.strip():
             self.layout.append(("keep", raw))
@@ -103,7 +118,8 @@ class _Builder:
         passages = [Passage(0, self.title, {"type": "title"})]
         if self.abstract is not None:
             passages.append(Passage(len(self.title) + 1, self.abstract, {"type": "abstract"}))
-        extra = {"read_mentions": list(self.mentions), NAME: {"layout": self.layout, "cr": self.cr}}
+        state = {"layout": self.layout, "cr": self.cr, "abstract_cr": self.abstract_cr, "last_cr": self.last_cr}
+        extra = {"read_mentions": list(self.mentions), NAME: state}
         doc = Document(self.pmid, tuple(passages), list(self.mentions), extra, str(self.path))
         for mention, number in zip(self.mentions, self.mention_lines, strict=True):
             check_mention(doc.text, mention, f"{self.path}:{number}: document {self.pmid}")
@@ -153,7 +169,12 @@ def _mention_line(doc: Document, mention: Mention, cr: str) -> str:
     parts = [pmid, str(mention.start), str(mention.end), _flat(text), mention.type]
     if "identifier" in mention.infons:
         parts.append(str(mention.infons["identifier"]))
-    if "pubtator_more" in mention.infons:
+    for name, value in zip(("type", "identifier"), parts[4:], strict=False):
+        if any(c in value for c in "\t\r\n"):
+            raise DataError(f"{_where(doc)}: mention {mention.start}-{mention.end}: its {name} {value!r} holds a tab "
+                            "or a line break, which would end PubTator's mention line; change it or write another "
+                            "format")
+    if "pubtator_more" in mention.infons:  # the columns after the sixth, tab-joined as read
         parts.append(str(mention.infons["pubtator_more"]))
     return "\t".join(parts) + cr
 
@@ -177,20 +198,47 @@ def _flat(text: str) -> str:
     return text.replace("\n", " ").replace("\t", " ")
 
 
+_ID_PROBLEMS = (("|", "'|', which ends the id in PMID|t|title"), ("\t", "a tab, which ends the id in a mention line"),
+                ("\n", "a line break"), ("\r", "a line break"))
+
+
+def check_writable(doc: Document, title: str, abstract: str | None, cr: str, abstract_cr: str) -> None:
+    """Refuse, naming the document, what PubTator cannot hold so that it reads back the same (the module
+    docstring): an id that is empty or holds ``|``, a tab or a line break, and a title or abstract (line
+    breaks already spaces) ending in ``\\r`` on a line without its own ``\\r``."""
+    problem = "it is empty" if not doc.id else next(
+        (f"it holds {what}" for char, what in _ID_PROBLEMS if char in doc.id), None)
+    if problem is not None:
+        raise DataError(f"{_where(doc)}: id cannot be a PubTator id ({problem}); give the document another id "
+                        "or write another format")
+    first = "text" if abstract is None else "title"  # one passage: the whole text (JSONL, a BRAT .txt)
+    for name, text, end in ((first, title, cr), ("abstract", abstract, abstract_cr)):
+        if text is not None and text.endswith("\r") and not end:
+            raise DataError(f"{_where(doc)}: its {name} ends with a carriage return (\\r), which PubTator would "
+                            "read back as part of the line end, shifting every later offset; remove it or write "
+                            "another format")
+
+
 def document_lines(doc: Document) -> tuple[list[str], int]:
     """The lines of one document, title first, and how many line breaks and tabs in its text became
     spaces (PubTator holds each text on one line and its mention texts between tabs; a space keeps
-    every offset)."""
+    every offset). What PubTator cannot hold is refused (``check_writable``); the last line ends as it
+    was read (``last_cr``), so a file without a final line break gets no stray ``\\r``."""
     title, abstract = _title_abstract(doc)
     replaced = sum(text.count("\n") + text.count("\t") for text in (title, abstract or ""))
     title, abstract = _flat(title), None if abstract is None else _flat(abstract)
     state = doc.extra.get(NAME, {})
     cr = state.get("cr", "")
+    abstract_cr = state.get("abstract_cr", cr)
+    check_writable(doc, title, abstract, cr, abstract_cr)
     head = [f"{doc.id}|t|{title}{cr}"]
     if abstract is not None:
-        head.append(f"{doc.id}|a|{abstract}{cr}")
+        head.append(f"{doc.id}|a|{abstract}{abstract_cr}")
     tail = render_layout(doc, state, lambda mentions: [_mention_line(doc, m, cr) for m in mentions])
-    return head + tail, replaced
+    lines = head + tail
+    if cr and not state.get("last_cr", cr) and lines[-1].endswith(cr):
+        lines[-1] = lines[-1][: -len(cr)]
+    return lines, replaced
 
 
 def write_pubtator(path: Path, docs: Sequence[Document]) -> dict[str, int]:

@@ -18,7 +18,7 @@ relations) stays as read.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +26,8 @@ from tc.tasks.token_cls.documents.align import sentence_spans
 from tc.tasks.token_cls.documents.formats import detect_format
 from tc.tasks.token_cls.documents.model import Document, Mention, with_mentions
 
-__all__ = ["Piece", "attach", "keep_scores", "read_text_documents", "render_documents", "sentence_pieces",
-           "tag_documents"]
+__all__ = ["Piece", "attach", "keep_scores", "read_text_documents", "render_documents", "revise_entities",
+           "sentence_pieces", "tag_documents"]
 
 Piece = tuple[int, int, str]
 """``(document index, start in Document.text, sentence text)``: one text for the model."""
@@ -48,30 +48,55 @@ def sentence_pieces(docs: Sequence[Document]) -> list[Piece]:
 
 
 def attach(docs: Sequence[Document], pieces: Sequence[Piece], results: Sequence[Sequence[dict[str, Any]]],
-           min_score: float = 0.0) -> list[Document]:
-    """Copies of ``docs`` carrying the entities predicted for ``pieces`` as mentions (with scores)."""
+           min_score: float = 0.0, rules: Collection[str] = ()) -> list[Document]:
+    """Copies of ``docs`` carrying the entities predicted for ``pieces`` as mentions (with scores), revised
+    by the document ``rules`` (``rules.py``; before ``min_score`` is applied, so that a kept mention's
+    type can still come from a long form scoring under it)."""
     if len(results) != len(pieces):
         raise ValueError(f"{len(results)} results for {len(pieces)} sentences")
     found: list[list[Mention]] = [[] for _ in docs]
     for (index, base, _), entities in zip(pieces, results, strict=True):
         text = docs[index].text
-        for e in keep_scores(entities, min_score):
+        for e in entities:
             start, end = base + e["start"], base + e["end"]
             found[index].append(Mention(start, end, e["type"], text[start:end], score=e["score"]))
-    return [with_mentions(doc, mentions) for doc, mentions in zip(docs, found, strict=True)]
+    tagged = [with_mentions(doc, mentions) for doc, mentions in zip(docs, found, strict=True)]
+    if rules:
+        from tc.tasks.token_cls.documents.rules import apply_rules
+
+        tagged = [apply_rules(doc, rules) for doc in tagged]
+    if min_score > 0:
+        tagged = [with_mentions(d, [m for m in d.mentions if m.score is None or m.score >= min_score])
+                  for d in tagged]
+    return tagged
 
 
-def tag_documents(predict: PredictFn, docs: Sequence[Document], min_score: float = 0.0) -> list[Document]:
-    """``docs`` with predicted mentions in place of their own (``predict``: ``Predictor.predict``)."""
+def tag_documents(predict: PredictFn, docs: Sequence[Document], min_score: float = 0.0,
+                  rules: Collection[str] = ()) -> list[Document]:
+    """``docs`` with predicted mentions in place of their own (``predict``: ``Predictor.predict``), revised
+    by the document ``rules``."""
     pieces = sentence_pieces(docs)
     results = predict([text for _, _, text in pieces], [index for index, _, _ in pieces]) if pieces else []
-    return attach(docs, pieces, results, min_score)
+    return attach(docs, pieces, results, min_score, rules)
+
+
+def revise_entities(text: str, entities: Sequence[dict[str, Any]], rules: Collection[str],
+                    min_score: float = 0.0) -> list[dict[str, Any]]:
+    """``tc predict``'s entity objects of one plain text (a JSONL ``text`` record) revised by the
+    document ``rules``, the text being one document; then ``min_score`` applied."""
+    if rules:
+        from tc.tasks.token_cls.documents.rules import apply_rules
+
+        doc = Document.from_text("text", text, [Mention(e["start"], e["end"], e["type"], e["text"],
+                                                        score=e["score"]) for e in entities])
+        entities = entity_dicts(apply_rules(doc, rules))
+    return keep_scores(entities, min_score)
 
 
 def entity_dicts(doc: Document) -> list[dict[str, Any]]:
     """A document's mentions as ``tc predict``'s entity objects (start, end, type, text, score)."""
-    return [{"start": m.start, "end": m.end, "type": m.type, "text": doc.text[m.start : m.end], "score": m.score}
-            for m in doc.mentions]
+    return [{"start": m.start, "end": m.end, "type": m.type, "text": doc.text[m.start : m.end], "score": m.score,
+             **({"rule": m.rule} if m.rule is not None else {})} for m in doc.mentions]
 
 
 _SUFFIX = {"pubtator": ".pubtator", "bioc_xml": ".xml", "bioc_json": ".bioc.json", "jsonl": ".jsonl"}

@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -54,11 +54,13 @@ def error(status: int, message: str, headers: dict[str, str] | None = None) -> J
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-def shape_response(parsed: Parsed, results: list[list[dict[str, Any]]]) -> dict[str, Any]:
-    """The answer in the request's own shape, entities below ``min_score`` left out."""
-    from tc.tasks.token_cls.documents.tagging import keep_scores
+def shape_response(parsed: Parsed, results: list[list[dict[str, Any]]], rules: Sequence[str] = ()) -> dict[str, Any]:
+    """The answer in the request's own shape: each text one document for the document ``rules``, then
+    entities below ``min_score`` left out."""
+    from tc.tasks.token_cls.documents.tagging import revise_entities
 
-    kept = [keep_scores(spans, parsed.min_score) for spans in results]
+    kept = [revise_entities(text, spans, rules, parsed.min_score)
+            for text, spans in zip(parsed.texts, results, strict=True)]
     if parsed.kind == "text":
         return {"entities": kept[0]}
     if parsed.kind == "texts":
@@ -119,7 +121,7 @@ def create_app(predictor: Any, batcher: MicroBatcher, limits: Limits = DEFAULT_L
             return await predict_document(parsed)
         if not parsed.texts:
             return JSONResponse(shape_response(parsed, []))
-        return await run_model(parsed.texts, lambda results: shape_response(parsed, results))
+        return await run_model(parsed.texts, lambda results: shape_response(parsed, results, predictor.document_rules))
 
     async def predict_document(parsed: Parsed) -> JSONResponse:
         from tc.core.errors import DataError
@@ -142,7 +144,7 @@ def create_app(predictor: Any, batcher: MicroBatcher, limits: Limits = DEFAULT_L
         fmt = parsed.format
 
         def answer(results: list[list[dict[str, Any]]]) -> dict[str, Any]:
-            tagged = attach(docs, pieces, results, parsed.min_score)
+            tagged = attach(docs, pieces, results, parsed.min_score, predictor.document_rules)
             return {"format": fmt, "document": render_documents(tagged, fmt),
                     "results": [{"id": d.id, "entities": entity_dicts(d)} for d in tagged]}
 
@@ -192,4 +194,5 @@ def model_info(predictor: Any, batcher: MicroBatcher, limits: Limits, min_score:
                      "max_queue": batcher.max_queue},
         "limits": asdict(limits),
         "min_score": min_score,
+        "document_rules": list(getattr(predictor, "document_rules", None) or ()),
     }

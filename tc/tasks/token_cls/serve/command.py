@@ -42,6 +42,10 @@ PRECISIONS = ("fp32", "onnx", "int8")  # tc.tasks.token_cls.onnx_export.PRECISIO
               help="Windows per forward pass inside a model call.")
 @click.option("--min-score", default=0.0, show_default=True, type=click.FloatRange(0, 1),
               help="Leave out entities scoring below this (a request's \"min_score\" overrides it).")
+@click.option("--document-rules", metavar="RULES",
+              help="Document-level rules on predicted mentions: none, or any of abbreviation, no_long_form, "
+                   "long_form, consistency joined by commas (default: the model dir's, else "
+                   "abbreviation,no_long_form).")
 @click.option("--max-body-bytes", default=1 << 20, show_default=True, type=click.IntRange(min=1),
               help="Larger request bodies are refused with 413.")
 @click.option("--max-texts", default=256, show_default=True, type=click.IntRange(min=1),
@@ -58,8 +62,11 @@ PRECISIONS = ("fp32", "onnx", "int8")  # tc.tasks.token_cls.onnx_export.PRECISIO
 def serve(model_dir: Path, host: str, port: int, precision: str, backend_name: str, checkpoint: Path | None,
           overrides: tuple[str, ...], batch_window_ms: float, max_batch: int, batch_size: int, min_score: float,
           max_body_bytes: int, max_texts: int, max_chars: int, max_queue: int, request_timeout: float,
-          graceful_timeout: float, access_log: bool) -> None:
+          graceful_timeout: float, access_log: bool, document_rules: str | None) -> None:
     """Serve a trained model over HTTP: POST /predict, GET /health, GET /info."""
+    from tc.tasks.token_cls.documents.rules import rules_flag
+
+    rules = rules_flag(document_rules)
     _require_extras()
     import uvicorn
 
@@ -72,7 +79,8 @@ def serve(model_dir: Path, host: str, port: int, precision: str, backend_name: s
     check_inference_sets(overrides, model_dir, backend_name, precision)
     listener = bind(host, port)
     try:
-        predictor = load_predictor(model_dir, precision, backend_name, checkpoint, batch_size, overrides)
+        predictor = load_predictor(model_dir, precision, backend_name, checkpoint, batch_size, overrides,
+                                   document_rules=rules)
     except BaseException:
         listener.close()
         raise
