@@ -94,17 +94,21 @@ def predicted_documents(part: Any, words: list[list[str]], rules: Sequence[str] 
 
 
 def _documents(part: Any, words: list[list[str]], types: tuple[str, ...] | None, prefix: str = "",
-               rules: Sequence[str] = ()) -> tuple[list[Any], list[Any]]:
-    """(gold, predicted) documents of a document part, restricted to ``types``, ids prefixed."""
+               rules: Sequence[str] = ()) -> tuple[list[Any], list[Any], list[Any]]:
+    """(gold, predicted, predicted revised by ``rules``) documents of a document part, restricted to
+    ``types``, ids prefixed; the predictions are laid out once and the rules revise that one copy."""
     import dataclasses
 
     from tc.tasks.token_cls.documents.model import with_mentions
+    from tc.tasks.token_cls.documents.rules import apply_rules
 
     def keep(doc: Any) -> Any:
         kept = with_mentions(doc, [m for m in doc.mentions if types is None or m.type in types])
         return dataclasses.replace(kept, id=prefix + doc.id) if prefix else kept
 
-    return [keep(d) for d in part.corpus.documents], [keep(d) for d in predicted_documents(part, words, rules)]
+    raw = part.corpus.to_documents(words[part.start : part.stop])
+    revised = [apply_rules(d, rules) for d in raw] if rules else raw
+    return [keep(d) for d in part.corpus.documents], [keep(d) for d in raw], [keep(d) for d in revised]
 
 
 def _word_rules(data: Any, pred: list[list[str]], rules: Sequence[str]) -> list[list[str]]:
@@ -160,11 +164,10 @@ def split_scores(data: Any, gold: list[list[str]], pred: list[list[str]],
     for part, kinds in zip(parts, types, strict=True):
         if part.corpus is None:
             continue
-        g, p = _documents(part, pred, kinds, f"{part.source.name}/" if several else "", rules)
+        g, raw, p = _documents(part, pred, kinds, f"{part.source.name}/" if several else "", rules)
         all_gold.extend(g)
         all_pred.extend(p)
-        if rules:
-            raw_pred.extend(_documents(part, pred, kinds, f"{part.source.name}/" if several else "")[1])
+        raw_pred.extend(raw)
         alignment[part.source.name] = part.corpus.report.to_dict()
         if several:
             scores = mention_scores(g, p)
