@@ -278,10 +278,12 @@ def guard_paths(command: click.Command) -> None:
 
 def main() -> None:
     """Console entry point: plugin commands added, user errors turned into one line and an exit code."""
+    from tc.core.dispatch import add_model_commands
     from tc.plugins.manager import add_commands
 
     try:
         loaded = _plugins()
+        add_model_commands(cli, loaded.registry.tasks, guard_paths)
         clashes = add_commands(loaded.pm, cli)
         loaded.failures.extend(clashes)  # listed by tc plugins list (--json too), warned once here
         _warn(clashes)

@@ -91,7 +91,8 @@ CASES: dict[str, Case] = {
     "config-seq-len-too-long": Case(tiny_run(lambda e: ["--set", "train_input.max_sequence_length=256"]),
                                     lambda e: "train_input.max_sequence_length=256 exceeds "
                                               "model.max_position_embeddings=128"),
-    "unknown-task": Case(tiny_run(lambda e: ["--task", "ner"]), lambda e: "unknown task 'ner' (valid: token_cls)"),
+    "unknown-task": Case(tiny_run(lambda e: ["--task", "ner"]),
+                         lambda e: "unknown task 'ner' (valid: cdr_relations, token_cls)"),
     "unknown-backend": Case(tiny_run(lambda e: ["--backend", "tpu"]),
                             lambda e: "unknown backend 'tpu' (valid: cerebras, cpu, cuda, deepspeed)"),
     "unknown-optimizer": Case(tiny_run(yaml_config("optimizer:\n  optimizer_type: lamb\n")),

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
+import time
 from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
 import yaml
-from helpers import DATA, ONE_THREAD, ROOT, TINY, pip_install_target, run_tc, weights, with_path, write
+from helpers import DATA, ONE_THREAD, ROOT, TC, TINY, error_line, pip_install_target, run_tc, weights, with_path, write
 
 EXAMPLE = ROOT / "examples" / "tc-example-plugin"
 BROKEN = ROOT / "tests" / "fixtures" / "tc-broken-plugin"
@@ -19,7 +21,7 @@ MODEL_PLUGIN = ROOT / "tests" / "fixtures" / "tc-model-plugin"
 CLASH = ROOT / "tests" / "fixtures" / "tc-clash-plugin"
 
 
-DOCUMENTED = {"mode-not-of-backend"}
+DOCUMENTED = {"mode-not-of-backend", "generic-predict-not-object"}
 """docs/errors.md rows tested here (modes come from the backend)."""
 
 
@@ -59,7 +61,7 @@ def test_builtins_register_like_plugins() -> None:
     assert by_name["cpu"]["plugin"] == "tc.backends.cpu"
     assert {"cpu", "cuda", "deepspeed", "cerebras"} <= set(by_name)
     tasks = json.loads(run_tc("tasks", "list", "--json", check=True).stdout)["tasks"]
-    assert [t["name"] for t in tasks] == ["token_cls"]
+    assert [t["name"] for t in tasks] == ["cdr_relations", "token_cls"]
 
 
 @pytest.mark.cli
@@ -148,7 +150,7 @@ def test_tc_load_plugins_selects(broken_env: dict[str, str]) -> None:
 def test_unknown_names_list_valid_choices() -> None:
     proc = run_tc("run", "--task", "nope", "--backend", "cpu")
     assert proc.returncode == 2
-    assert "unknown task 'nope' (valid: token_cls)" in proc.stderr
+    assert "unknown task 'nope' (valid: cdr_relations, token_cls)" in proc.stderr
     proc = run_tc("run", "--backend", "tpu")
     assert proc.returncode == 2 and "unknown backend 'tpu'" in proc.stderr and "cpu" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -226,7 +228,8 @@ def test_a_plugin_model_is_what_tc_run_trains(model_plugin_env: dict[str, str], 
     assert len(tagged.stdout.splitlines()) == 2
     refused = run_tc("run", "--config", str(run_yaml), "--model-dir", str(tmp_path / "n"),
                      "--set", "model.name=embedding_tagger")
-    assert refused.returncode == 2 and "unknown model 'embedding_tagger' (valid: bert)" in refused.stderr
+    assert refused.returncode == 2
+    assert "unknown model 'embedding_tagger' (valid: bert, bert_relations)" in refused.stderr
 
 
 @pytest.mark.cli
@@ -252,3 +255,53 @@ def test_a_plugin_command_never_replaces_one_tc_has(clash_env: dict[str, str]) -
     as_json = json.loads(run_tc("plugins", "list", "--json", env=clash_env, check=True).stdout)
     assert sorted((f["name"], f["stage"]) for f in as_json["failures"]) == [
         ("clash_prepare", "register_commands"), ("clash_run", "register_commands")]
+
+
+@pytest.mark.cli
+def test_a_plugin_task_gets_tc_predict_and_tc_serve(example_env: dict[str, str], tmp_path: Path) -> None:
+    """The example task writes no command: its ``load`` returns a predictor with ``predict_records``, and
+    tc's task-generic ``tc predict`` (JSONL) and ``tc serve`` (a real process, a real client) use it."""
+    import httpx
+
+    model = tmp_path / "parity"
+    run_tc("run", "--task", "parity_tagging", "--backend", "single-thread", "--model-dir", str(model),
+           "--set", "runconfig.max_steps=60", "--set", "optimizer.learning_rate=0.05",
+           "--set", "runconfig.selection_split=null", env=example_env, check=True)
+    tokens = [[3, 8, 5, 12], [7], [2, 2, 9]]
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"id": i, "tokens": t}) + "\n" for i, t in enumerate(tokens)))
+    run_tc("predict", "--model-dir", str(model), "-i", str(source), "-o", str(tmp_path / "out.jsonl"),
+           env=example_env, check=True)
+    out = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in out] == [0, 1, 2]
+    assert [r["parities"] for r in out] == [["odd" if t % 2 else "even" for t in seq] for seq in tokens]
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"tokens": [1]}\n[1, 2]\n')
+    refused = run_tc("predict", "--model-dir", str(model), "-i", str(bad), "-o", str(tmp_path / "x.jsonl"),
+                     env=example_env)
+    assert refused.returncode == 2 and error_line(refused) == f"{bad}:2: expected a JSON object"
+    assert not (tmp_path / "x.jsonl").exists()
+
+    log = tmp_path / "serve.log"
+    with log.open("wb") as sink:
+        proc = subprocess.Popen([TC, "serve", "--model-dir", str(model), "--port", "0"], stdout=subprocess.DEVNULL,
+                                stderr=sink, env={**os.environ, **example_env})
+    try:
+        url = None
+        deadline = time.monotonic() + 60
+        while url is None and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()
+            found = re.search(r"at (http://127\.0\.0\.1:\d+)", log.read_text())
+            url = found.group(1) if found else None
+            time.sleep(0.1)
+        assert url is not None, log.read_text()
+        answer = httpx.post(f"{url}/predict", json={"records": [{"tokens": t} for t in tokens]}, timeout=30)
+        assert answer.status_code == 200 and [r["parities"] for r in answer.json()["results"]] == [
+            r["parities"] for r in out]
+        wrong = httpx.post(f"{url}/predict", json={"records": [{"tokens": [0]}]}, timeout=30)
+        assert wrong.status_code == 422 and wrong.json()["detail"].startswith("records[0].tokens:")
+        assert httpx.get(f"{url}/info").json()["task"] == "parity_tagging"
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0

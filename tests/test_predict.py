@@ -191,7 +191,7 @@ def test_load_dispatches_on_the_task_the_model_dir_records(model_copy: Path) -> 
         assert isinstance(predictor, Predictor) and predictor.batch_size == 4
     (model_copy / "tc_task.json").write_text(json.dumps({**info, "task": "no_such_task"}), encoding="utf-8")
     with pytest.raises(CheckpointError, match=r"tc_task.json: task 'no_such_task' is not installed here "
-                                              r"\(installed: token_cls\)"):
+                                              r"\(installed: cdr_relations, token_cls\)"):
         tc.load(str(model_copy))
 
 
@@ -230,3 +230,25 @@ def test_split_words_keeps_offsets() -> None:
 def test_word_spans_reads_iob2_like_seqeval() -> None:
     labels = ["B-Chem", "I-Chem", "O", "I-Chem", "I-Dis", "B-Dis", "I-Dis", "B"]
     assert word_spans(labels) == [(0, 2, "Chem"), (3, 4, "Chem"), (4, 5, "Dis"), (5, 7, "Dis"), (7, 8, "ENTITY")]
+
+
+@pytest.mark.cli
+def test_the_token_predictor_is_on_the_generic_protocol(model_dir: Path, tmp_path: Path) -> None:
+    """token_cls keeps its own ``tc predict``, and its predictor also speaks tc's one protocol
+    (``predict_records``), so the task-generic JSONL predict (``tc.core.predicting``) gives what ``tc predict``
+    writes for the same JSONL records."""
+    from click.testing import CliRunner
+
+    from tc.core.predicting import predict as generic_predict
+
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(DOCS)))
+    result = CliRunner().invoke(generic_predict, ["--model-dir", str(model_dir), "-i", str(source), "-o",
+                                                  str(tmp_path / "generic.jsonl")])
+    assert result.exit_code == 0, result.output
+    run_tc("predict", "--model-dir", str(model_dir), "-i", str(source), "-o", str(tmp_path / "own.jsonl"), "-q",
+           *ONE_THREAD, check=True)
+    generic, own = read_jsonl(tmp_path / "generic.jsonl"), read_jsonl(tmp_path / "own.jsonl")
+    assert sum(len(r["entities"]) for r in own) >= 3
+    assert [[(e["start"], e["end"], e["type"]) for e in r["entities"]] for r in generic] == [
+        [(e["start"], e["end"], e["type"]) for e in r["entities"]] for r in own]

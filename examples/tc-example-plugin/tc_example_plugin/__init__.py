@@ -104,11 +104,65 @@ class ParityTagging(Task):
         accuracy = 100.0 * correct / int(dataset.lengths.sum())
         return {"accuracy": accuracy}
 
+    def write_assets(self, model_dir: Path) -> None:
+        """tc_task.json names the task, so ``tc predict`` / ``tc serve`` know who reads this model dir."""
+        import json
+
+        model_dir.mkdir(parents=True, exist_ok=True)
+        (model_dir / "tc_task.json").write_text(json.dumps({"task": self.name, "hidden_size":
+                                                            self.cfg.model.hidden_size}) + "\n")
+
+    @classmethod
+    def load(cls, model_dir: str | Path, backend: str = "cpu", **options: Any) -> ParityPredictor:
+        """``tc.load`` and, through ``predict_records``, tc's generic ``tc predict`` and ``tc serve``."""
+        return ParityPredictor(Path(model_dir))
+
     def predictions_from_outputs(self, dataset: Dataset, batch: dict[str, torch.Tensor],
                                  outputs: torch.Tensor) -> list[np.ndarray]:
         """A parity per token: each row's own length of the (B, T) output, padding cut off (tc's
         ``per_position``; a task with one label per sequence would return ``list(outputs.numpy())``)."""
         return per_position(dataset, batch, outputs)
+
+
+class ParityPredictor:
+    """The example task's predictor: ``{"tokens": [3, 8, ...]}`` records in, ``{"parities": [...]}`` out. Having
+    ``predict_records`` and ``describe`` is all tc's task-generic ``tc predict`` and ``tc serve`` need."""
+
+    def __init__(self, model_dir: Path) -> None:
+        import json
+
+        from tc.core.checkpoint import load_file
+        from tc.core.checkpoint.policy import pick_weights
+
+        info = json.loads((model_dir / "tc_task.json").read_text())
+        picked = pick_weights(model_dir, load_file)
+        if picked is None:
+            from tc.core.errors import CheckpointError
+
+            raise CheckpointError(f"{model_dir}: no weights to predict with (train first)")
+        self.model_dir, self.weights = model_dir, picked.path
+        self.module = ParityTagger(int(info["hidden_size"]))
+        self.module.load_state_dict(picked.state["model"])
+        self.module.eval()
+
+    def predict_records(self, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        from tc.core.errors import DataError
+
+        out = []
+        for n, record in enumerate(records):
+            tokens = record.get("tokens")
+            if not (isinstance(tokens, list) and tokens and all(type(t) is int and 0 < t < VOCAB for t in tokens)):
+                raise DataError(f"records[{n}].tokens: must be a list of integers from 1 to {VOCAB - 1}")
+            with torch.no_grad():
+                logits, _ = self.module({"input_ids": torch.tensor([tokens])})
+            out.append({"parities": ["odd" if c else "even" for c in logits[0].argmax(-1).tolist()]})
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        return {"task": "parity_tagging", "model_dir": str(self.model_dir), "weights": self.weights.name}
+
+    def close(self) -> None:
+        pass
 
 
 class ParityModel(Model):

@@ -272,3 +272,19 @@ def load_hf_checkpoint(path: Path) -> tuple[dict[str, Tensor], dict[str, Any] | 
     if not state:
         raise CheckpointError(f"{weights}: contains no BERT weights")
     return state, _read_config(weights.parent / "config.json")
+
+
+def load_pretrained_encoder(module: torch.nn.Module, pretrained: str) -> None:
+    """Load ``model.pretrained`` (a package or a Hugging Face directory) into the BERT encoder of ``module``
+    (tc's state-dict names: ``embeddings.*``, ``encoder.*``); its head keeps its fresh weights, and a shape
+    that does not fit is one ConfigError naming the key."""
+    from tc.core.checkpoint import match_state
+    from tc.core.errors import ConfigError
+    from tc.tasks.token_cls.settings import pretrained_dir
+
+    state, _ = load_hf_checkpoint(pretrained_dir(pretrained))
+    fitting, report = match_state(module, state)
+    if report.mismatched:
+        key, theirs, ours = report.mismatched[0]
+        raise ConfigError(f"model: {key} is {list(ours)} but the pretrained checkpoint has {list(theirs)}")
+    module.load_state_dict(fitting, strict=False)

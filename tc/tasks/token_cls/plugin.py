@@ -32,20 +32,12 @@ class BertModel(Model):
     @classmethod
     def build(cls, config: Any, settings: Any = None) -> Any:
         """A fresh BERT; with ``settings.pretrained`` (training) the encoder starts from those weights."""
-        from tc.core.checkpoint import match_state
-        from tc.core.errors import ConfigError
-        from tc.tasks.token_cls.hf_bert import load_hf_checkpoint
+        from tc.tasks.token_cls.hf_bert import load_pretrained_encoder
         from tc.tasks.token_cls.model import BertForTokenClassification
-        from tc.tasks.token_cls.settings import pretrained_dir
 
         module = BertForTokenClassification(config)
         if settings is not None and settings.pretrained is not None:
-            state, _ = load_hf_checkpoint(pretrained_dir(settings.pretrained))
-            fitting, report = match_state(module, state)
-            if report.mismatched:
-                key, theirs, ours = report.mismatched[0]
-                raise ConfigError(f"model: {key} is {list(ours)} but the pretrained checkpoint has {list(theirs)}")
-            module.load_state_dict(fitting, strict=False)
+            load_pretrained_encoder(module, settings.pretrained)
         return module
 
 
@@ -61,13 +53,9 @@ def register_models(register):  # type: ignore[no-untyped-def]
 
 @hookimpl
 def register_commands(cli):  # type: ignore[no-untyped-def]
-    """``tc predict`` / ``export`` / ``serve`` / ``calibrate`` for token_cls model dirs; ``tc prepare token_cls``."""
-    from tc.tasks.token_cls.calibrate_command import COMMANDS as CALIBRATE_COMMANDS
-    from tc.tasks.token_cls.commands import COMMANDS
+    """``tc prepare token_cls`` (``tc predict`` / ``export`` / ``serve`` / ``calibrate`` are the core's,
+    run for token_cls model dirs through ``TokenClassification.model_commands``)."""
     from tc.tasks.token_cls.prepare_command import prepare_token_cls
-    from tc.tasks.token_cls.serve.command import COMMANDS as SERVE_COMMANDS
 
-    for command in (*COMMANDS, *SERVE_COMMANDS, *CALIBRATE_COMMANDS):
-        cli.add_command(command)
     if "prepare" in cli.commands:
         cli.commands["prepare"].add_command(prepare_token_cls)

@@ -180,6 +180,26 @@ class Predictor:
         return [tag_long_document(self, text, self.progress) if i in long else next(found)
                 for i, text in enumerate(texts)]
 
+    def predict_records(self, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The predictor protocol (``tc.core.predicting``): ``{"text": ...}`` records, each text one document
+        (its document rules applied, as ``tc predict`` does for JSONL), to ``{"entities": [...]}``."""
+        from tc.core.errors import DataError
+        from tc.tasks.token_cls.documents.tagging import revise_entities
+
+        texts = [r.get("text") if isinstance(r, dict) else None for r in records]
+        bad = next((i for i, text in enumerate(texts) if not isinstance(text, str)), None)
+        if bad is not None:
+            raise DataError(f'records[{bad}]: expected an object with a string "text" field')
+        found = self.predict(texts)  # type: ignore[arg-type]
+        return [{"entities": revise_entities(text, entities, self.document_rules or ())}
+                for text, entities in zip(texts, found, strict=True)]
+
+    def describe(self) -> dict[str, Any]:
+        """The model dir, its weights, labels and backend (the protocol's ``/info``)."""
+        return {"task": "token_cls", "model_dir": str(self.trained.model_dir),
+                "weights": self.trained.weights_path.name, "labels": list(self.labels),
+                "backend": getattr(self.backend, "name", type(self.backend).__name__)}
+
     def predict_tokens(self, sentences: Sequence[Sequence[str]],
                        documents: Sequence[int] | None = None) -> list[list[str]]:
         """One IOB2 label per word of each pre-tokenized sentence (``documents``: see ``tag``)."""

@@ -13,7 +13,7 @@ import json
 import os
 from dataclasses import asdict, is_dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -41,6 +41,10 @@ class TokenClassification(Task):
     description = "Token classification / NER with a BERT encoder and a linear token head"
     input_config = TokenClsInput
     default_model = "bert"
+    model_commands: ClassVar[dict[str, str]] = {"predict": "tc.tasks.token_cls.commands:predict",
+                                                "export": "tc.tasks.token_cls.commands:export",
+                                                "serve": "tc.tasks.token_cls.serve.command:serve",
+                                                "calibrate": "tc.tasks.token_cls.calibrate_command:calibrate"}
     selection_metric = "f1"
     """seqeval's entity-level micro F1 on words (percent): what picks the best checkpoint."""
     selection_mode = "max"

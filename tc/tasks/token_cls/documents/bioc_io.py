@@ -162,6 +162,23 @@ def _fresh_document(bioc: Any, doc: Document) -> Any:
     return bdoc
 
 
+def add_relations(bioc: Any, bdoc: Any, relations: Sequence[Any]) -> None:
+    """Predicted document-level relations (``Document.extra["relations"]``: objects with ``type``, ``head``,
+    ``tail``, ``head_type``, ``tail_type``, ``score``) as ``<relation>`` elements in CDR's BioC shape (the
+    ``relation`` infon and one infon per concept type), replacing the document's relations of those types."""
+    if not relations:
+        return
+    types = {r.type for r in relations}
+    bdoc.relations = [r for r in bdoc.relations if r.infons.get("relation") not in types]
+    taken = {r.id for r in bdoc.relations}
+    for relation, rel_id in zip(relations, fresh_ids(taken, "R", len(relations)), strict=True):
+        element = bioc.BioCRelation()
+        element.id = rel_id
+        element.infons.update({"relation": relation.type, relation.head_type: relation.head,
+                               relation.tail_type: relation.tail, "score": f"{relation.score:.4f}"})
+        bdoc.add_relation(element)
+
+
 def to_bioc(doc: Document) -> Any:
     """The ``BioCDocument`` of ``doc`` carrying its current mentions."""
     import bioc.biocjson
@@ -170,6 +187,7 @@ def to_bioc(doc: Document) -> Any:
     state = doc.extra.get("bioc", {})
     kept = state.get("document")
     bdoc = copy.deepcopy(kept) if kept is not None else _fresh_document(bioc, doc)
+    add_relations(bioc, bdoc, doc.extra.get("relations", ()))
     if kept is not None and doc.mentions == doc.extra.get("read_mentions"):
         return bdoc  # the annotations as read, in their places and order (null texts and int ids included)
     for place in _places(bdoc):

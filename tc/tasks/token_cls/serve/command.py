@@ -8,14 +8,12 @@ batcher, close the model and exit 0: a supervisor's stop is a clean stop, not a 
 
 from __future__ import annotations
 
-import signal
-import socket
 from pathlib import Path
-from typing import Any
 
 import click
 
 from tc.core.errors import TcError
+from tc.core.serving import bind, quiet_stop, require_extras, url_host
 
 PRECISIONS = ("fp32", "onnx", "int8")  # tc.tasks.token_cls.onnx_export.PRECISIONS, without importing numpy here
 
@@ -67,7 +65,7 @@ def serve(model_dir: Path, host: str, port: int, precision: str, backend_name: s
     from tc.tasks.token_cls.documents.rules import rules_flag
 
     rules = rules_flag(document_rules)
-    _require_extras()
+    require_extras()
     import uvicorn
 
     from tc.tasks.token_cls.corpus.progress import note
@@ -96,8 +94,8 @@ def serve(model_dir: Path, host: str, port: int, precision: str, backend_name: s
         bound = listener.getsockname()
         mode = f"batching {batch_window_ms:g} ms / {max_batch} texts" if max_batch > 1 else "no batching"
         note(f"serving {predictor.trained.weights_path} ({precision}, {mode}) on "
-             f"{predictor.backend.device_description()} at http://{_url_host(bound[0])}:{bound[1]}")
-        with _quiet_stop():
+             f"{predictor.backend.device_description()} at http://{url_host(bound[0])}:{bound[1]}")
+        with quiet_stop():
             server.run(sockets=[listener])
         if not server.started:
             raise TcError(f"--port {port}: the server failed to start on {host} (see the log above)")
@@ -105,51 +103,6 @@ def serve(model_dir: Path, host: str, port: int, precision: str, backend_name: s
     finally:
         listener.close()
         predictor.close()
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """A listening socket on ``host:port`` (port 0: any free one), or a one-line error naming the flag."""
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-    except socket.gaierror as exc:
-        raise TcError(f"--host {host}: cannot resolve ({exc.strerror})") from None
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(2048)
-    except OSError as exc:
-        sock.close()
-        raise TcError(f"--port {port}: cannot listen on {host}:{port} ({exc.strerror or exc})") from None
-    sock.set_inheritable(True)
-    return sock
-
-
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
-
-
-class _quiet_stop:  # lower case: used as a context manager, reads like one
-    """uvicorn re-raises the SIGTERM/SIGINT it handled once it has shut down, so that default handlers
-    run: with SIGTERM's default that kills the process (exit -15) after a clean shutdown. Install no-op
-    handlers around ``server.run`` so the process exits 0 instead; uvicorn's own handlers sit inside."""
-
-    def __enter__(self) -> None:
-        self.saved: dict[int, Any] = {}
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            self.saved[sig] = signal.signal(sig, lambda *_: None)
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self.saved.items():
-            signal.signal(sig, handler)
-
-
-def _require_extras() -> None:
-    import importlib.util
-
-    missing = [m for m in ("fastapi", "uvicorn") if importlib.util.find_spec(m) is None]
-    if missing:
-        raise TcError(f"tc serve needs {' and '.join(missing)}: pip install 'tc[serve]'")
 
 
 COMMANDS = (serve,)
