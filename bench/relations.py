@@ -28,15 +28,14 @@ DATA = ROOT / "data" / "BC5CDR-PubTator"
 def scorer(model: Any, docs: list[Any], gold: list[Any]) -> Any:
     """``score(threshold) -> prf`` of the model's pair probabilities on ``docs`` (run once) against ``gold``."""
     from tc.tasks.cdr_relations.corpus import relation_docs
-    from tc.tasks.cdr_relations.metrics import prf
+    from tc.tasks.cdr_relations.metrics import found_triples, prf
 
     model.threshold = 0.0  # every pair's probability, thresholded below
     found = model.relations(docs)
     truth = {(d.id, h, t) for d in relation_docs(gold, "Chemical", "Disease", "CID") for h, t in d.relations}
 
     def score(threshold: float) -> dict[str, Any]:
-        return prf(truth, {(d.id, r.head, r.tail) for d, rels in zip(docs, found, strict=True) for r in rels
-                           if r.score >= threshold})
+        return prf(truth, found_triples([d.id for d in docs], found, threshold))
 
     return score
 
@@ -51,7 +50,7 @@ def main() -> None:
 
     import torch
 
-    from tc.tasks.cdr_relations.metrics import THRESHOLDS
+    from tc.tasks.cdr_relations.metrics import THRESHOLDS, best_threshold
     from tc.tasks.cdr_relations.pipeline import gold_concepts, tag_mentions
     from tc.tasks.cdr_relations.predictor import RelationPredictor
     from tc.tasks.token_cls.documents import read_documents
@@ -63,7 +62,7 @@ def main() -> None:
         base = 0.5
         on_devel = scorer(model, devel, devel)
         sweep = {t: on_devel(t)["f1"] for t in THRESHOLDS}
-        chosen = max(sweep, key=lambda t: (sweep[t], -abs(t - base)))
+        chosen = best_threshold(sweep, base)
         out["devel"] = {"at_0.5": on_devel(base), "chosen_threshold": chosen, "at_chosen": sweep[chosen]}
         begin = time.perf_counter()
         on_test = scorer(model, test, test)

@@ -47,16 +47,13 @@ def load_record_predictor(model_dir: Path, backend: str) -> RecordPredictor:
 
 
 def _records(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    from tc.core.readers import parse_json
+    """``(line number, object)`` of each non-blank line of a JSONL file, read as every tc input is
+    (``readers.read_text``: no FIFO, exact UTF-8; lines split at ``\\n`` only, as JSONL defines them)."""
+    from tc.core.readers import parse_json, read_text
 
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise DataError(f"--input {path}: file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"--input {path}: cannot read ({exc})") from None
+    text, _ = read_text(path, "JSONL file")
     out = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):
         if line.strip():
             record = parse_json(line, path, DataError, line=number)
             if not isinstance(record, dict):
@@ -112,6 +109,8 @@ def create_app(predictor: RecordPredictor, max_records: int) -> Any:
     from starlette.requests import Request
     from starlette.responses import JSONResponse
 
+    from tc.core.readers import parse_json
+
     app = FastAPI(title="tc")
     lock = threading.Lock()
 
@@ -120,10 +119,11 @@ def create_app(predictor: RecordPredictor, max_records: int) -> Any:
             return _results(predictor, records, "request")
 
     async def predict_route(request: Request) -> Any:
-        try:
-            body = json.loads(await request.body())
-        except ValueError:
-            return JSONResponse({"detail": "the body is not JSON"}, status_code=400)
+        try:  # tc's JSON parser: a duplicate key or an oversized integer is refused, not half-read
+            body = parse_json((await request.body()).decode("utf-8"), "request body", DataError)
+        except (UnicodeDecodeError, DataError) as exc:
+            return JSONResponse({"detail": str(exc) if isinstance(exc, DataError) else "the body is not UTF-8"},
+                                status_code=400)
         records = body.get("records") if isinstance(body, dict) else None
         if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
             return JSONResponse({"detail": 'the body must be {"records": [objects]}'}, status_code=422)

@@ -7,7 +7,9 @@ twice in one mapping. PyYAML and ``json`` keep the last value of a duplicate key
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -16,7 +18,9 @@ from typing import Any
 
 import yaml
 
-from tc.core.errors import ConfigError, TcError
+from tc.core.errors import ConfigError, DataError, TcError
+
+BOM = "\ufeff"
 
 
 class DuplicateKey(Exception):
@@ -154,3 +158,45 @@ def parse_json(text: str, path: Path | str, error: type[TcError], line: int = 1)
                     "digits)") from None
     except RecursionError:
         raise error(f"{path}: JSON nested too deeply") from None
+
+
+def not_a_file(path: Path, expected: str = "data file") -> str | None:
+    """What ``path`` is when something is there but it is not a regular file (a directory, a broken or
+    looping symlink, a FIFO or device); None for a regular file or for nothing at all. ``expected`` names
+    what a directory was taken for."""
+    if path.is_symlink():
+        try:
+            path.stat()
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return "is a symlink loop (it never reaches a file)"
+            return f"is a broken symlink: its target {os.readlink(path)} does not exist"
+    if path.is_dir():
+        return f"is a directory, expected a {expected}"
+    if path.exists() and not path.is_file():
+        return "is not a regular file (a FIFO, socket or device)"
+    return None
+
+
+def read_text(path: Path, what: str = "file", expected: str | None = None) -> tuple[str, bool]:
+    """``(text, had_bom)`` of ``path``; a missing file (``<what> not found``), an unreadable or non-UTF-8 one,
+    and what is not a regular file (a FIFO would block the read forever; a directory is "expected a
+    <expected, else what>") are user errors naming the path."""
+    path = Path(path)
+    odd = not_a_file(path, expected or what)
+    if odd is not None:
+        raise DataError(f"{path}: {odd}")
+    if not path.exists():
+        raise DataError(f"{path}: {what} not found")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: not valid UTF-8 (byte 0x{data[exc.start]:02x})") from None
+    if text.startswith(BOM):
+        return text[1:], True
+    return text, False

@@ -39,7 +39,7 @@ def choose_threshold(model_dir: Path, split: Path | None, backend: str) -> dict[
     """Score every threshold on ``split`` (default: devel), save the best in tc_task.json, say what changed."""
     from tc.core.fs import write_errors
     from tc.tasks.cdr_relations.corpus import relation_docs
-    from tc.tasks.cdr_relations.metrics import THRESHOLDS, prf
+    from tc.tasks.cdr_relations.metrics import THRESHOLDS, best_threshold, found_triples, prf
     from tc.tasks.cdr_relations.predictor import RelationPredictor
     from tc.tasks.token_cls.documents import read_documents
 
@@ -54,12 +54,11 @@ def choose_threshold(model_dir: Path, split: Path | None, backend: str) -> dict[
             for h, t in d.relations}
 
     def f1(threshold: float) -> float:
-        return prf(gold, {(d.id, r.head, r.tail) for d, rels in zip(docs, found, strict=True) for r in rels
-                          if r.score >= threshold})["f1"]
+        return prf(gold, found_triples([d.id for d in docs], found, threshold))["f1"]
 
     previous = float(info.get("threshold", 0.5))
     scores = {t: f1(t) for t in THRESHOLDS}
-    best = max(scores, key=lambda t: (scores[t], -abs(t - previous)))
+    best = best_threshold(scores, previous)
     info["threshold"] = best
     info["threshold_chosen_on"] = {"split": str(path), "f1": scores[best]}
     with write_errors(model_dir / TASK_FILE):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -11,7 +12,16 @@ from tc.tasks.cdr_relations.corpus import RelationDoc
 from tc.tasks.cdr_relations.features import Encoded
 from tc.tasks.cdr_relations.model import PAD
 
+if TYPE_CHECKING:
+    import torch
+
 ARRAYS = ("mention_pos", "mention_concept", "pair_head", "pair_tail", "labels", "pair_feature")
+
+
+def pair_predictions(dataset: RelationDataset, batch: Batch, outputs: torch.Tensor) -> list[np.ndarray]:
+    """Each document's own pairs of a ``(B, P)`` batch output (its pair padding cut off): how a task's
+    ``predictions_from_outputs`` and the predictor read the model's pair probabilities."""
+    return [outputs[row, : int(dataset.pairs[i])].numpy() for row, i in enumerate(batch["index"].tolist())]
 
 
 class RelationDataset(Dataset):
@@ -22,8 +32,8 @@ class RelationDataset(Dataset):
         self.rows = rows
         self.pad_id = pad_id
         self.lengths = np.array([len(r.input_ids) for r in rows], dtype=np.int64)
-        self.loss_tokens = np.array([len(r.pairs) for r in rows], dtype=np.int64)
         self.pairs = np.array([len(r.pairs) for r in rows], dtype=np.int64)
+        self.loss_tokens = self.pairs  # every candidate pair carries loss
         self.widths = {key: max([1, *(len(getattr(r, key)) for r in rows)]) for key in ARRAYS}
         self.concepts = max([1, *(len(d.concepts) for d in docs)])
 

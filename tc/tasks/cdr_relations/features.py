@@ -10,14 +10,13 @@ when gold has them).
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from tc.tasks.cdr_relations.corpus import RelationDoc
-from tc.tasks.token_cls.spans import split_words
+from tc.tasks.token_cls.documents.align import cut_words
 
 MARKER = "*"
 DISTANCES = (0, 1, 2, 4)
@@ -45,23 +44,13 @@ class Encoded:
     truncated: bool = False
 
 
-def _words(text: str, cuts: set[int]) -> list[tuple[str, int, int]]:
-    """BERT's words of ``text``, each cut again at every offset in ``cuts`` that falls inside it."""
-    out = []
-    for _word, start, end in split_words(text):
-        inner = sorted(c for c in cuts if start < c < end)
-        edges = [start, *inner, end]
-        out.extend((text[a:b], a, b) for a, b in itertools.pairwise(edges))
-    return out
-
-
 def encode_document(doc: RelationDoc, encoder: object, head_type: str, tail_type: str,
                     max_tokens: int) -> Encoded:
     """``doc`` as ids ``[CLS] ... [SEP]`` of at most ``max_tokens`` pieces, markers in, and its pairs."""
     spans = sorted({span for concept in doc.concepts for span in concept.spans})
     starts = {s for s, _ in spans}
     ends = {e for _, e in spans}
-    words = _words(doc.text, starts | ends)
+    words = cut_words(doc.text, (0, len(doc.text)), sorted(starts | ends))
     texts: list[str] = []
     opening: dict[int, int] = {}  # mention start offset -> index in texts of its opening marker
     for word, start, end in words:

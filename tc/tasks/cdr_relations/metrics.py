@@ -36,6 +36,16 @@ def predicted_triples(doc_ids: Sequence[str], pairs: Sequence[Sequence[tuple[str
     return out
 
 
+def found_triples(doc_ids: Sequence[str], found: Sequence[Sequence[Any]], threshold: float) -> set[Triple]:
+    """The triples of predicted relations (``predictor.Relation``: head, tail, score) reaching ``threshold``."""
+    return {(d, r.head, r.tail) for d, rels in zip(doc_ids, found, strict=True) for r in rels if r.score >= threshold}
+
+
+def best_threshold(f1_at: dict[float, float], near: float = 0.5) -> float:
+    """The threshold with the best F1 in ``f1_at``; on a tie, the one nearest ``near``."""
+    return max(f1_at, key=lambda t: (f1_at[t], -abs(t - near)))
+
+
 def relation_scores(doc_ids: Sequence[str], gold_pairs: Sequence[set[tuple[str, str]]],
                     pairs: Sequence[Sequence[tuple[str, str]]], probabilities: Sequence[np.ndarray],
                     threshold: float) -> dict[str, Any]:
@@ -45,7 +55,7 @@ def relation_scores(doc_ids: Sequence[str], gold_pairs: Sequence[set[tuple[str, 
     metrics = prf(gold, predicted_triples(doc_ids, pairs, probabilities, threshold))
     metrics["threshold"] = threshold
     sweep = {t: prf(gold, predicted_triples(doc_ids, pairs, probabilities, t))["f1"] for t in THRESHOLDS}
-    best = max(sweep, key=lambda t: (sweep[t], -abs(t - 0.5)))
+    best = best_threshold(sweep)
     metrics["best_threshold"] = {"threshold": best, "f1": sweep[best]}
     return metrics
 

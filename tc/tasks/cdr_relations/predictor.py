@@ -38,11 +38,13 @@ class Relation:
 
 
 class _Rows:
-    """What ``run_rows`` asks of a task: each document's own number of pair probabilities."""
+    """What ``run_rows`` asks of a task: how each document's pair probabilities are cut out of a batch."""
 
     @staticmethod
     def predictions_from_outputs(dataset: Any, batch: Any, outputs: Any) -> list[np.ndarray]:
-        return [outputs[row, : int(dataset.pairs[i])].numpy() for row, i in enumerate(batch["index"].tolist())]
+        from tc.tasks.cdr_relations.dataset import pair_predictions
+
+        return pair_predictions(dataset, batch, outputs)
 
 
 @dataclass

@@ -23,10 +23,9 @@ SPLIT_NAMES = {"devel": ("devel", "dev", "development"), "train": ("train", "tra
 
 def default_data_dir() -> Path:
     """The shipped BC5CDR-PubTator: ./data/ of the working directory, else of the source checkout."""
-    for root in (Path.cwd(), Path(__file__).resolve().parents[3]):
-        if (root / "data" / DEFAULT_DATASET).is_dir():
-            return root / "data" / DEFAULT_DATASET
-    raise ConfigError(f"train_input.data_dir: not set, and no data/{DEFAULT_DATASET} found beside tc")
+    from tc.tasks.token_cls.settings import default_data_dir as shipped
+
+    return shipped(DEFAULT_DATASET)
 
 
 class CdrRelations(Task):
@@ -131,8 +130,9 @@ class CdrRelations(Task):
 
     def predictions_from_outputs(self, dataset: Dataset, batch: dict[str, Any], outputs: Any) -> list[np.ndarray]:
         """Each document's pair probabilities (its own number of pairs of the (B, P) output)."""
-        pairs = dataset.pairs  # type: ignore[attr-defined]
-        return [outputs[row, : int(pairs[i])].numpy() for row, i in enumerate(batch["index"].tolist())]
+        from tc.tasks.cdr_relations.dataset import pair_predictions
+
+        return pair_predictions(dataset, batch, outputs)  # type: ignore[arg-type]
 
     @property
     def threshold(self) -> float:

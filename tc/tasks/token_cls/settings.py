@@ -163,13 +163,13 @@ def read_json_object(path: Path) -> dict[str, Any]:
     return data
 
 
-def default_data_dir() -> Path:
-    """The shipped BC5CDR-chem copy: ./data/ of the working directory, else of the source checkout."""
+def default_data_dir(dataset: str = DEFAULT_DATASET) -> Path:
+    """A shipped dataset (default BC5CDR-chem): ./data/ of the working directory, else of the source checkout."""
     for root in (Path.cwd(), Path(__file__).resolve().parents[3]):
-        candidate = root / "data" / DEFAULT_DATASET
+        candidate = root / "data" / dataset
         if candidate.is_dir():
             return candidate
-    raise ConfigError(f"train_input.data_dir: not set, and no data/{DEFAULT_DATASET} found beside tc")
+    raise ConfigError(f"train_input.data_dir: not set, and no data/{dataset} found beside tc")
 
 
 def bert_config(settings: BertSettings, num_classes: int) -> Any:

@@ -8,61 +8,21 @@ mark is kept out of the text but reported so that document writers can put it ba
 
 from __future__ import annotations
 
-import errno
 import json
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from tc.core.errors import DataError
+
+# BOM, not_a_file and read_text are the core's (the task-generic commands read files so too), re-exported here
+from tc.core.readers import BOM as BOM
+from tc.core.readers import not_a_file as not_a_file
 from tc.core.readers import parse_json
+from tc.core.readers import read_text as read_text
 
-BOM = "\ufeff"
 _SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def not_a_file(path: Path, expected: str = "data file") -> str | None:
-    """What ``path`` is when something is there but it is not a regular file (a directory, a broken or
-    looping symlink, a FIFO or device); None for a regular file or for nothing at all. ``expected`` names
-    what a directory was taken for."""
-    if path.is_symlink():
-        try:
-            path.stat()
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                return "is a symlink loop (it never reaches a file)"
-            return f"is a broken symlink: its target {os.readlink(path)} does not exist"
-    if path.is_dir():
-        return f"is a directory, expected a {expected}"
-    if path.exists() and not path.is_file():
-        return "is not a regular file (a FIFO, socket or device)"
-    return None
-
-
-def read_text(path: Path, what: str = "file", expected: str | None = None) -> tuple[str, bool]:
-    """``(text, had_bom)`` of ``path``; a missing file (``<what> not found``), an unreadable or non-UTF-8 one,
-    and what is not a regular file (a FIFO would block the read forever; a directory is "expected a
-    <expected, else what>") are user errors naming the path."""
-    path = Path(path)
-    odd = not_a_file(path, expected or what)
-    if odd is not None:
-        raise DataError(f"{path}: {odd}")
-    if not path.exists():
-        raise DataError(f"{path}: {what} not found")
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise DataError(f"{path}:{line}: not valid UTF-8 (byte 0x{data[exc.start]:02x})") from None
-    if text.startswith(BOM):
-        return text[1:], True
-    return text, False
 
 
 def split_lines(text: str) -> tuple[list[str], bool]:

@@ -204,7 +204,7 @@ def sentence_spans(doc: Document, mentions: Sequence[Mention] = ()) -> list[tupl
 # ---------------------------------------------------------------------------------------------
 
 
-def _words(text: str, span: tuple[int, int], cuts: Sequence[int]) -> list[tuple[str, int, int]]:
+def cut_words(text: str, span: tuple[int, int], cuts: Sequence[int]) -> list[tuple[str, int, int]]:
     """Words of ``text[span]`` in document offsets, cut at every position of ``cuts`` inside a word."""
     base = span[0]
     out: list[tuple[str, int, int]] = []
@@ -281,7 +281,7 @@ def documents_to_sentences(docs: Sequence[Document], *, types: Collection[str] |
         words: list[tuple[str, int, int]] = []
         sentence_of: list[int] = []
         for number, span in enumerate(sentence_spans(doc, guide)):
-            found = _words(doc.text, span, cuts)
+            found = cut_words(doc.text, span, cuts)
             words.extend(found)
             sentence_of.extend([number] * len(found))
         labels = _label_document(doc, mentions, words, sentence_of, report) if labeled else None
